@@ -1,0 +1,237 @@
+//! Talking to a Confluent-compatible schema registry (Confluent's own, or Apicurio's `ccompat`
+//! API) through `schema_registry_converter`.
+//!
+//! Two jobs: register our schemas at startup (idempotent: the registry returns the existing id for
+//! a schema it already holds), and resolve the schema id and message indexes found in a framed
+//! value to the protobuf message name they denote. Failures are sorted into what a caller can act
+//! on: retry later ([`RegistryError::Unavailable`]), or give up on this input.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use schema_registry_converter::async_impl::proto_raw::ProtoRawDecoder;
+use schema_registry_converter::async_impl::schema_registry::{SrSettings, post_schema};
+use schema_registry_converter::error::SRCError;
+use schema_registry_converter::schema_registry_common::{SchemaType, SuppliedSchema};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::event::Event;
+use crate::topics::value_subject;
+
+/// The id the registry assigned to a schema; written into every framed value.
+pub type SchemaId = u32;
+
+/// Where the registry is and how to authenticate. `Debug` never shows the password.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Base URL of the Confluent-compatible API, e.g. `http://127.0.0.1:8081/apis/ccompat/v7`
+    /// for Apicurio or `http://schema-registry:8081` for Confluent's registry.
+    pub url: String,
+    /// HTTP basic-auth credentials (Confluent Cloud API key and secret, for instance).
+    pub basic_auth: Option<(String, SecretString)>,
+    /// Bound on every HTTP call, so an unreachable registry is reported instead of waited on.
+    pub timeout: Duration,
+}
+
+impl RegistryConfig {
+    pub fn new(url: impl Into<String>) -> Self {
+        RegistryConfig {
+            url: url.into(),
+            basic_auth: None,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// Transport failure, timeout or a 5xx answer: the same call may succeed later.
+    #[error("schema registry at {url} is unavailable: {detail}")]
+    Unavailable { url: String, detail: String },
+    /// The registry answered that the schema id or subject does not exist.
+    #[error("schema registry has no {what}")]
+    NotFound { what: String },
+    /// The registry refused a schema (incompatible with the subject's history, or invalid).
+    #[error("schema registry rejected the schema for subject {subject}: {detail}")]
+    Rejected { subject: String, detail: String },
+    /// The registry refused our credentials: retrying will not help until configuration changes.
+    #[error("schema registry at {url} refused the credentials (HTTP {status})")]
+    Unauthorized { url: String, status: u16 },
+    /// Anything else the registry or the converter reported, e.g. message indexes that do not
+    /// name a message of the schema.
+    #[error("schema registry lookup failed: {detail}")]
+    Invalid { detail: String },
+}
+
+impl RegistryError {
+    /// Whether the same call is worth repeating after a pause.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, RegistryError::Unavailable { .. })
+    }
+}
+
+/// A registry client shared by every task of a service (cheap to share behind an `Arc`).
+pub struct Registry {
+    url: String,
+    settings: SrSettings,
+    /// Resolves schema ids to message names, caching what it fetched: a registry outage does not
+    /// stop decoding of schemas seen before.
+    resolver: ProtoRawDecoder,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").field("url", &self.url).finish()
+    }
+}
+
+impl Registry {
+    pub fn new(config: &RegistryConfig) -> Result<Self, RegistryError> {
+        let url = config.url.trim_end_matches('/').to_owned();
+        let mut builder = SrSettings::new_builder(url.clone());
+        builder.set_timeout(config.timeout);
+        if let Some((user, password)) = &config.basic_auth {
+            builder.set_basic_authorization(user, Some(password.expose_secret()));
+        }
+        let settings = builder.build().map_err(|e| RegistryError::Invalid {
+            detail: format!("cannot build a client for {url}: {}", e.error),
+        })?;
+        Ok(Registry {
+            url,
+            resolver: ProtoRawDecoder::new(settings.clone()),
+            settings,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Registers the schema of `E` as the value schema of `topic` and returns its id. Safe to call
+    /// on every start: an identical schema gets its existing id back.
+    ///
+    /// Imports of `google/protobuf/*` are registered without references: Confluent's registry
+    /// (and Apicurio) resolve the well-known types themselves, as Confluent's own serializers
+    /// assume.
+    pub async fn register<E: Event>(&self, topic: &str) -> Result<SchemaId, RegistryError> {
+        let subject = value_subject(topic);
+        let schema = SuppliedSchema::new(
+            Some(E::SCHEMA.full_name.to_owned()),
+            SchemaType::Protobuf,
+            E::SCHEMA.text.to_owned(),
+        );
+        self.register_text(&subject, schema).await
+    }
+
+    /// Registers arbitrary protobuf schema text under `subject`: for tools and tests that need a
+    /// schema other than the compiled-in ones (a v2 of the contract, say).
+    pub async fn register_schema_text(
+        &self,
+        subject: &str,
+        full_name: &str,
+        text: &str,
+    ) -> Result<SchemaId, RegistryError> {
+        let schema = SuppliedSchema::new(
+            Some(full_name.to_owned()),
+            SchemaType::Protobuf,
+            text.to_owned(),
+        );
+        self.register_text(subject, schema).await
+    }
+
+    async fn register_text(
+        &self,
+        subject: &str,
+        schema: SuppliedSchema,
+    ) -> Result<SchemaId, RegistryError> {
+        match post_schema(&self.settings, subject.to_owned(), schema).await {
+            Ok(registered) => Ok(registered.id),
+            Err(e) => Err(match self.classify(&e) {
+                RegistryError::Invalid { detail } => RegistryError::Rejected {
+                    subject: subject.to_owned(),
+                    detail,
+                },
+                RegistryError::NotFound { what } => RegistryError::Rejected {
+                    subject: subject.to_owned(),
+                    detail: format!("registry answered 'not found' ({what})"),
+                },
+                other => other,
+            }),
+        }
+    }
+
+    /// The fully-qualified name of the message type a framed value declares (schema id plus
+    /// message indexes). Fetches the schema on first sight of an id, then answers from cache.
+    pub async fn resolve_message_name(&self, framed: &[u8]) -> Result<Arc<String>, RegistryError> {
+        match self.resolver.decode(Some(framed)).await {
+            Ok(Some(resolved)) => Ok(resolved.full_name),
+            Ok(None) => Err(RegistryError::Invalid {
+                detail: "empty value".into(),
+            }),
+            Err(e) => {
+                let error = self.classify(&e);
+                if error.is_transient() {
+                    // The converter caches some failures; a transient one must not stick.
+                    self.resolver.remove_errors_from_cache();
+                }
+                Err(error)
+            }
+        }
+    }
+
+    fn classify(&self, e: &SRCError) -> RegistryError {
+        let detail = match &e.cause {
+            Some(cause) => format!("{}: {cause}", e.error),
+            None => e.error.clone(),
+        };
+        match http_status(e) {
+            _ if e.retriable => RegistryError::Unavailable {
+                url: self.url.clone(),
+                detail,
+            },
+            Some(status) if status >= 500 || status == 408 || status == 429 => {
+                RegistryError::Unavailable {
+                    url: self.url.clone(),
+                    detail,
+                }
+            }
+            Some(404) => RegistryError::NotFound { what: detail },
+            Some(status @ (401 | 403)) => RegistryError::Unauthorized {
+                url: self.url.clone(),
+                status,
+            },
+            _ => RegistryError::Invalid { detail },
+        }
+    }
+}
+
+/// The converter reports HTTP failures as "... failed with status 404 Not Found"; the status is
+/// what tells a missing schema (give up on the message) from a sick registry (retry).
+fn http_status(e: &SRCError) -> Option<u16> {
+    let (_, rest) = e.error.split_once("failed with status ")?;
+    rest.get(..3)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_status_from_converter_errors() {
+        let e = SRCError::new(
+            "HTTP request to schema registry failed with status 404 Not Found",
+            None,
+            false,
+        );
+        assert_eq!(http_status(&e), Some(404));
+        let e = SRCError::new("http call to schema registry failed", None, true);
+        assert_eq!(http_status(&e), None);
+    }
+
+    #[test]
+    fn debug_never_shows_the_password() {
+        let mut config = RegistryConfig::new("http://registry:8081");
+        config.basic_auth = Some(("key".into(), SecretString::from("hunter2")));
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+}
