@@ -59,12 +59,16 @@ impl DecodeError {
     }
 }
 
+/// Message names already resolved for a schema id, by raw message-index bytes. A schema id
+/// rarely has more than one or two index paths in use, so a short list beats a map.
+type ResolvedNames = Vec<(Box<[u8]>, Arc<String>)>;
+
 /// Decodes framed values into typed events. Each (schema id, message indexes) pair is resolved
 /// through the registry once; after that decoding touches no lock but a shared read.
 #[derive(Debug)]
 pub struct Decoder {
     registry: Arc<Registry>,
-    resolved: RwLock<HashMap<SchemaId, Vec<(Box<[u8]>, Arc<String>)>>>,
+    resolved: RwLock<HashMap<SchemaId, ResolvedNames>>,
 }
 
 impl Decoder {
@@ -113,26 +117,29 @@ impl Decoder {
         framed: &wire::Framed<'_>,
     ) -> Result<Arc<String>, DecodeError> {
         let schema_id = framed.schema_id;
-        let name = self
-            .registry
-            .resolve_message_name(bytes)
-            .await
-            .map_err(|source| match source {
-                RegistryError::NotFound { .. } => DecodeError::UnknownSchema { schema_id },
-                e if e.is_transient() || matches!(e, RegistryError::Unauthorized { .. }) => {
-                    DecodeError::RegistryUnavailable {
+        let name =
+            self.registry
+                .resolve_message_name(bytes)
+                .await
+                .map_err(|source| match source {
+                    RegistryError::NotFound { .. } => DecodeError::UnknownSchema { schema_id },
+                    e if e.is_transient() || matches!(e, RegistryError::Unauthorized { .. }) => {
+                        DecodeError::RegistryUnavailable {
+                            schema_id,
+                            source: e,
+                        }
+                    }
+                    e => DecodeError::UnusableSchema {
                         schema_id,
                         source: e,
-                    }
-                }
-                e => DecodeError::UnusableSchema {
-                    schema_id,
-                    source: e,
-                },
-            })?;
+                    },
+                })?;
         let mut resolved = self.resolved.write().unwrap_or_else(|e| e.into_inner());
         let entry = resolved.entry(schema_id).or_default();
-        if !entry.iter().any(|(k, _)| k.as_ref() == framed.message_indexes) {
+        if !entry
+            .iter()
+            .any(|(k, _)| k.as_ref() == framed.message_indexes)
+        {
             entry.push((framed.message_indexes.into(), name.clone()));
         }
         Ok(name)

@@ -8,11 +8,13 @@
 //!   schema registry, through `schema_registry_converter`;
 //! - [`decode`]: from framed bytes to a typed event, with errors that say whether to retry or to
 //!   dead-letter;
+//! - [`json`]: events as proto3 JSON, for tools and tests;
 //! - [`money`]: signed amounts in integer cents and their decimal display;
 //! - [`topics`]: default topic names and the subject naming strategy.
 
 pub mod decode;
 pub mod event;
+pub mod json;
 pub mod money;
 pub mod registry;
 pub mod topics;

@@ -9,14 +9,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine;
+use prost::Message;
 use schema_registry_converter::async_impl::proto_raw::ProtoRawDecoder;
-use schema_registry_converter::async_impl::schema_registry::{SrSettings, post_schema};
+use schema_registry_converter::async_impl::schema_registry::{
+    SrSettings, get_schema_by_id, post_schema,
+};
 use schema_registry_converter::error::SRCError;
 use schema_registry_converter::schema_registry_common::{SchemaType, SuppliedSchema};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::event::Event;
 use crate::topics::value_subject;
+use crate::wire;
 
 /// The id the registry assigned to a schema; written into every framed value.
 pub type SchemaId = u32;
@@ -174,9 +179,51 @@ impl Registry {
                     // The converter caches some failures; a transient one must not stick.
                     self.resolver.remove_errors_from_cache();
                 }
-                Err(error)
+                match error {
+                    // The converter reads .proto text only. Confluent's serializers register a
+                    // base64 FileDescriptorProto instead, and some registries (Apicurio) hand
+                    // that back verbatim: read it ourselves.
+                    RegistryError::Invalid { detail }
+                        if detail.contains("parse protobuf schema") =>
+                    {
+                        self.resolve_from_descriptor(framed).await
+                    }
+                    other => Err(other),
+                }
             }
         }
+    }
+
+    async fn resolve_from_descriptor(&self, framed: &[u8]) -> Result<Arc<String>, RegistryError> {
+        let invalid = |detail: String| RegistryError::Invalid { detail };
+        let parsed = wire::parse(framed).map_err(|e| invalid(e.to_string()))?;
+        let registered = get_schema_by_id(parsed.schema_id, &self.settings)
+            .await
+            .map_err(|e| self.classify(&e))?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(registered.schema.trim())
+            .map_err(|_| {
+                invalid(format!(
+                    "schema {} is neither .proto text nor a base64 FileDescriptorProto",
+                    parsed.schema_id
+                ))
+            })?;
+        let file = prost_types::FileDescriptorProto::decode(bytes.as_slice()).map_err(|e| {
+            invalid(format!(
+                "schema {} is not a FileDescriptorProto: {e}",
+                parsed.schema_id
+            ))
+        })?;
+        let indexes = wire::decode_message_indexes(parsed.message_indexes)
+            .map_err(|e| invalid(e.to_string()))?;
+        message_name_at(&file, &indexes)
+            .map(Arc::new)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "message indexes {indexes:?} name no message of schema {}",
+                    parsed.schema_id
+                ))
+            })
     }
 
     fn classify(&self, e: &SRCError) -> RegistryError {
@@ -205,6 +252,22 @@ impl Registry {
     }
 }
 
+/// The fully-qualified name of the message at an index path (`[0]` = first top-level message,
+/// `[1, 0]` = first nested message of the second) in a file descriptor.
+fn message_name_at(file: &prost_types::FileDescriptorProto, indexes: &[i32]) -> Option<String> {
+    let (first, rest) = indexes.split_first()?;
+    let mut message = file.message_type.get(usize::try_from(*first).ok()?)?;
+    let mut name = match file.package() {
+        "" => message.name().to_owned(),
+        package => format!("{package}.{}", message.name()),
+    };
+    for index in rest {
+        message = message.nested_type.get(usize::try_from(*index).ok()?)?;
+        name = format!("{name}.{}", message.name());
+    }
+    Some(name)
+}
+
 /// The converter reports HTTP failures as "... failed with status 404 Not Found"; the status is
 /// what tells a missing schema (give up on the message) from a sick registry (retry).
 fn http_status(e: &SRCError) -> Option<u16> {
@@ -226,6 +289,34 @@ mod tests {
         assert_eq!(http_status(&e), Some(404));
         let e = SRCError::new("http call to schema registry failed", None, true);
         assert_eq!(http_status(&e), None);
+    }
+
+    #[test]
+    fn names_messages_by_index_path() {
+        use prost_types::{DescriptorProto, FileDescriptorProto};
+        let message = |name: &str, nested: Vec<DescriptorProto>| DescriptorProto {
+            name: Some(name.into()),
+            nested_type: nested,
+            ..Default::default()
+        };
+        let file = FileDescriptorProto {
+            package: Some("bank.v1".into()),
+            message_type: vec![
+                message("Transaction", vec![]),
+                message("Batch", vec![message("Entry", vec![])]),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            message_name_at(&file, &[0]).as_deref(),
+            Some("bank.v1.Transaction")
+        );
+        assert_eq!(
+            message_name_at(&file, &[1, 0]).as_deref(),
+            Some("bank.v1.Batch.Entry")
+        );
+        assert_eq!(message_name_at(&file, &[2]), None);
+        assert_eq!(message_name_at(&file, &[0, 0]), None);
     }
 
     #[test]

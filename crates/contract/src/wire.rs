@@ -151,21 +151,29 @@ mod tests {
         let bytes = [0, 0, 0, 0, 9, 4, 2, 0, 0x0a, 0x00];
         let framed = parse(&bytes).unwrap();
         assert_eq!(framed.schema_id, 9);
-        assert_eq!(decode_message_indexes(framed.message_indexes).unwrap(), [1, 0]);
+        assert_eq!(
+            decode_message_indexes(framed.message_indexes).unwrap(),
+            [1, 0]
+        );
         assert_eq!(framed.payload, &[0x0a, 0x00]);
     }
 
     #[test]
     fn rejects_what_is_not_framed() {
         assert_eq!(parse(&[]), Err(WireError::Empty));
-        assert_eq!(parse(b"{\"json\":1}"), Err(WireError::BadMagic { found: b'{' }));
+        assert_eq!(
+            parse(b"{\"json\":1}"),
+            Err(WireError::BadMagic { found: b'{' })
+        );
         assert_eq!(parse(&[0, 0, 0, 1]), Err(WireError::TooShort { len: 4 }));
         assert!(matches!(
             parse(&[0, 0, 0, 0, 1, 4, 2]),
             Err(WireError::BadIndexes { .. })
         ));
         assert!(matches!(
-            parse(&[0, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+            parse(&[
+                0, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff
+            ]),
             Err(WireError::BadIndexes { .. })
         ));
     }

@@ -1,1 +1,13 @@
+//! The ledger's database, the second document other teams read (after `proto/`).
+//!
+//! - [`migration`]: the schema, as SeaORM migrations that run on PostgreSQL and SQLite alike;
+//! - [`entity`]: one SeaORM entity per table;
+//! - [`connect`]: opening a database from a URL with the settings each backend needs;
+//! - [`scratch`]: throwaway databases for tests and benchmarks.
 
+pub mod connect;
+pub mod entity;
+pub mod migration;
+pub mod scratch;
+
+pub use connect::{Backend, connect};

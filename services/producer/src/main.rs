@@ -1,1 +1,15 @@
-fn main() {}
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    bank_runtime::telemetry::init();
+    let cli = producer::cli::Cli::parse();
+    match producer::run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error.message = %error, error.cause_chain = ?error, "producer failed");
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
