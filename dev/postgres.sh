@@ -23,9 +23,18 @@ cluster_online() { pg_lsclusters -h 2>/dev/null | awk -v c="$PG_CLUSTER" '$2==c 
 
 psql_admin() { runuser -u postgres -- psql -p "$PG_PORT" -h /var/run/postgresql -v ON_ERROR_STOP=1 -qAt "$@"; }
 
+cluster_data_dir() { pg_lsclusters -h 2>/dev/null | awk -v c="$PG_CLUSTER" '$2==c {print $6}'; }
+
 up() {
   install_server
   local version; version="$(pg_version)"
+  # The cluster is registered machine-wide; if it belongs to another checkout (or its data was
+  # deleted), replace it with one whose data lives in this checkout's stack folder.
+  if cluster_exists && [[ "$(cluster_data_dir)" != "$DATA" || ! -f "$DATA/PG_VERSION" ]]; then
+    log "cluster '$PG_CLUSTER' points at $(cluster_data_dir); recreating it in $DATA"
+    cluster_online && pg_ctlcluster "$version" "$PG_CLUSTER" stop -m fast || true
+    pg_dropcluster "$version" "$PG_CLUSTER" || die "pg_dropcluster failed"
+  fi
   if ! cluster_exists; then
     log "creating PostgreSQL $version cluster '$PG_CLUSTER' in $DATA"
     mkdir -p "$(dirname "$DATA")"
