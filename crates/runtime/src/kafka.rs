@@ -114,7 +114,10 @@ where
     match tokio::time::timeout(limit, closing).await {
         Ok(_) => true,
         Err(_) => {
-            tracing::warn!(?limit, "Kafka consumer did not close in time; abandoning it");
+            tracing::warn!(
+                ?limit,
+                "Kafka consumer did not close in time; abandoning it"
+            );
             false
         }
     }
