@@ -72,7 +72,7 @@ format_storage() {
   local cluster_id
   cluster_id="$(python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')"
   log "formatting KRaft storage (cluster id $cluster_id)"
-  java_cmd kafka.tools.StorageTool format -t "$cluster_id" -c "$PROPS" >"$STACK_DIR/logs/kafka-format.log" 2>&1 \
+  java_cmd kafka.tools.StorageTool format --cluster-id="$cluster_id" --config="$PROPS" >"$STACK_DIR/logs/kafka-format.log" 2>&1 \
     || { show_log_tail format "$STACK_DIR/logs/kafka-format.log"; die "kafka storage format failed"; }
 }
 
