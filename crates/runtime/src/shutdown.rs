@@ -23,3 +23,93 @@ pub async fn signal() {
         _ = terminate => tracing::info!("SIGTERM received, shutting down"),
     }
 }
+
+/// A stop request that synchronous loops can check cheaply and wait on with a bound.
+///
+/// Async code awaits [`signal`]; blocking loops (a producer's send loop, say) hold a `Stop`,
+/// check [`Stop::is_requested`] per iteration, and pause with [`Stop::wait_timeout`], which
+/// returns early when a stop is requested, so a pause never delays shutdown.
+#[derive(Debug, Clone, Default)]
+pub struct Stop {
+    inner: std::sync::Arc<StopInner>,
+}
+
+#[derive(Debug, Default)]
+struct StopInner {
+    requested: std::sync::atomic::AtomicBool,
+    lock: std::sync::Mutex<()>,
+    wakeup: std::sync::Condvar,
+}
+
+impl Stop {
+    pub fn new() -> Self {
+        Stop::default()
+    }
+
+    pub fn request(&self) {
+        self.inner
+            .requested
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let _guard = self.inner.lock.lock();
+        self.inner.wakeup.notify_all();
+    }
+
+    pub fn is_requested(&self) -> bool {
+        self.inner
+            .requested
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waits `duration` or until a stop is requested; returns whether one was.
+    pub fn wait_timeout(&self, duration: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + duration;
+        let mut guard = self.inner.lock.lock().unwrap_or_else(|e| e.into_inner());
+        while !self.is_requested() {
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                break;
+            }
+            guard = match self.inner.wakeup.wait_timeout(guard, deadline - now) {
+                Ok((guard, _)) => guard,
+                Err(e) => e.into_inner().0,
+            };
+        }
+        self.is_requested()
+    }
+
+    /// Requests a stop when SIGINT or SIGTERM arrives.
+    pub fn on_signal(&self) {
+        let stop = self.clone();
+        tokio::spawn(async move {
+            signal().await;
+            stop.request();
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn wait_returns_early_on_request() {
+        let stop = Stop::new();
+        assert!(!stop.wait_timeout(Duration::from_millis(1)));
+        let other = stop.clone();
+        let waiter = std::thread::spawn(move || {
+            let started = Instant::now();
+            (
+                other.wait_timeout(Duration::from_secs(60)),
+                started.elapsed(),
+            )
+        });
+        stop.request();
+        let (requested, waited) = waiter.join().unwrap();
+        assert!(requested);
+        assert!(
+            waited < Duration::from_secs(30),
+            "woke on request, not at the timeout"
+        );
+    }
+}

@@ -68,3 +68,13 @@ pub struct MigrateArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
+}

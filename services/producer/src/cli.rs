@@ -1,8 +1,17 @@
 //! Command-line interface. Short flags keep the spelling of the original tutorial
 //! (`-b`, `-s`, `-t`, `-i`); every flag also reads an environment variable.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
 use bank_runtime::kafka::KafkaArgs;
 use bank_runtime::registry::RegistryArgs;
+
+use crate::cleaning::{DecimalStyle, SlashDates};
+use crate::pacing::Pace;
+use crate::rows::{ColumnNames, RowRules};
+use crate::synthetic::GeneratorConfig;
+use crate::topics::TopicLayout;
 
 #[derive(Debug, clap::Parser)]
 #[command(name = "producer", version, about = "Produce bank events to Kafka")]
@@ -13,6 +22,10 @@ pub struct Cli {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
+    /// Synthetic traffic: customers first, then transactions on their accounts.
+    Generate(Box<GenerateArgs>),
+    /// Ingest a CSV file of transactions, cleaning each row; bad rows go to a rejects file.
+    Csv(Box<CsvArgs>),
     /// Register the schemas and send one Customer and one Transaction: a smoke test of the
     /// whole path (broker, registry, wire format).
     Sample(SampleArgs),
@@ -40,4 +53,145 @@ pub struct SampleArgs {
     /// Print what was sent as JSON lines (proto3 JSON mapping) instead of readable text.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub destination: Destination,
+    #[command(flatten)]
+    pub layout: TopicLayout,
+    /// Number of customers (accounts); a Customer event is sent for each before any transaction.
+    #[arg(long, env = "CUSTOMERS", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub customers: u32,
+    /// Number of transactions to send.
+    #[arg(
+        short = 'n',
+        long,
+        env = "COUNT",
+        default_value_t = 1000,
+        conflicts_with = "continuous"
+    )]
+    pub count: u64,
+    /// Send transactions until interrupted (SIGINT/SIGTERM) instead of --count.
+    #[arg(long, env = "CONTINUOUS")]
+    pub continuous: bool,
+    /// Transactions per second (default: as fast as the broker takes them).
+    #[arg(long, env = "RATE", conflicts_with = "interval_ms")]
+    pub rate: Option<f64>,
+    /// Pause between transactions in milliseconds, jittered +-50% like the tutorial generators.
+    #[arg(long = "interval-ms", env = "INTERVAL_MS")]
+    pub interval_ms: Option<u64>,
+    /// Seed of the generator: the same seed sends the same customers, ids, amounts and order.
+    /// Without one a random seed is chosen and logged.
+    #[arg(long, env = "SEED")]
+    pub seed: Option<u64>,
+    /// Time of the first transaction (RFC 3339). Default: a fixed date when --seed is given (so
+    /// runs are byte-identical), now otherwise.
+    #[arg(long, env = "START_TIME")]
+    pub start: Option<chrono::DateTime<chrono::Utc>>,
+    /// ISO 4217 currency of the generated amounts.
+    #[arg(long, env = "CURRENCY", default_value = "USD")]
+    pub currency: String,
+    /// Do not print a line per event.
+    #[arg(long, env = "SILENT")]
+    pub silent: bool,
+    /// Write a JSON summary of what was delivered (per topic, and per account the transaction
+    /// count and expected sum in cents) to this file.
+    #[arg(long, env = "MANIFEST")]
+    pub manifest: Option<PathBuf>,
+}
+
+impl GenerateArgs {
+    pub fn generator_config(&self) -> GeneratorConfig {
+        let seeded_start = || {
+            chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+                .expect("a valid constant")
+                .into()
+        };
+        GeneratorConfig {
+            customers: self.customers,
+            branches: self.layout.branches,
+            seed: self.seed.unwrap_or_else(rand::random),
+            start: self.start.unwrap_or_else(|| match self.seed {
+                Some(_) => seeded_start(),
+                None => chrono::Utc::now(),
+            }),
+            currency: self.currency.clone(),
+        }
+    }
+
+    pub fn pace(&self) -> Pace {
+        match (self.rate, self.interval_ms) {
+            (Some(rate), _) if rate > 0.0 => Pace::Rate(rate),
+            (_, Some(ms)) => Pace::Interval(Duration::from_millis(ms)),
+            _ => Pace::Unlimited,
+        }
+    }
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct CsvArgs {
+    #[command(flatten)]
+    pub destination: Destination,
+    #[command(flatten)]
+    pub layout: TopicLayout,
+    /// The CSV file to ingest (`-` for stdin). It needs a header row.
+    #[arg(short = 'i', long = "input", env = "INPUT")]
+    pub input: PathBuf,
+    /// Where rejected rows go (line, reason, raw row). Default: <input>.rejects.csv beside it.
+    #[arg(long, env = "REJECTS")]
+    pub rejects: Option<PathBuf>,
+    #[command(flatten)]
+    pub columns: ColumnNames,
+    /// Field delimiter.
+    #[arg(long, env = "CSV_DELIMITER", default_value_t = ',')]
+    pub delimiter: char,
+    /// Amounts use a decimal comma and dot thousands separators (1.234,50).
+    #[arg(long = "decimal-comma", env = "CSV_DECIMAL_COMMA")]
+    pub decimal_comma: bool,
+    /// Read a/b/yyyy dates as day/month/year (default month/day/year).
+    #[arg(long = "day-first", env = "CSV_DAY_FIRST")]
+    pub day_first: bool,
+    /// Currency of rows without a currency column.
+    #[arg(long, env = "CURRENCY", default_value = "USD")]
+    pub currency: String,
+    /// Rows per chunk: new customers of a chunk are acknowledged before its transactions go out.
+    #[arg(long = "chunk-size", env = "CSV_CHUNK_SIZE", default_value_t = 10_000)]
+    pub chunk_size: usize,
+    /// Do not print a line per event.
+    #[arg(long, env = "SILENT")]
+    pub silent: bool,
+    /// Write a JSON summary of what was delivered to this file.
+    #[arg(long, env = "MANIFEST")]
+    pub manifest: Option<PathBuf>,
+}
+
+impl CsvArgs {
+    pub fn row_rules(&self) -> RowRules {
+        RowRules {
+            decimal: if self.decimal_comma {
+                DecimalStyle::Comma
+            } else {
+                DecimalStyle::Point
+            },
+            slash_dates: if self.day_first {
+                SlashDates::DayFirst
+            } else {
+                SlashDates::MonthFirst
+            },
+            default_currency: self.currency.to_ascii_uppercase(),
+            branches: self.layout.branches,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -1,12 +1,33 @@
 //! The producer: turns bank activity into `Customer` and `Transaction` events on Kafka, framed
 //! in the Confluent protobuf wire format with schemas registered in the registry.
+//!
+//! - [`cli`]: flags and environment variables;
+//! - [`synthetic`]: the seeded generator of customers and transactions (no I/O);
+//! - [`publisher`]: framing, partitioning by branch, delivery accounting;
+//! - [`topics`]: creating topics with a partition per branch;
+//! - [`cleaning`], [`rows`]: CSV cleaning rules and row mapping (no I/O);
+//! - [`generate`], [`ingest`], [`sample`]: the subcommands;
+//! - [`pacing`], [`output`], [`manifest`], [`report`]: rate, what the user sees, what was sent.
 
+pub mod cleaning;
 pub mod cli;
+pub mod generate;
+pub mod ingest;
+pub mod manifest;
+pub mod output;
+pub mod pacing;
+pub mod publisher;
+pub mod report;
+pub mod rows;
 pub mod sample;
+pub mod synthetic;
+pub mod topics;
 
 /// Runs the subcommand the user asked for.
 pub async fn run(cli: cli::Cli) -> anyhow::Result<()> {
     match cli.command {
         cli::Command::Sample(args) => sample::run(args).await,
+        cli::Command::Generate(args) => generate::run(*args).await,
+        cli::Command::Csv(args) => ingest::run(*args).await,
     }
 }
