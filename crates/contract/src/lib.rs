@@ -10,7 +10,8 @@
 //!   dead-letter;
 //! - [`json`]: events as proto3 JSON, for tools and tests;
 //! - [`money`]: signed amounts in integer cents and their decimal display;
-//! - [`topics`]: default topic names and the subject naming strategy.
+//! - [`topics`]: default topic names and the subject naming strategy;
+//! - [`validate`]: the rules protobuf cannot express (positive amounts, UUID ids, ...).
 
 pub mod decode;
 pub mod event;
@@ -18,6 +19,7 @@ pub mod json;
 pub mod money;
 pub mod registry;
 pub mod topics;
+pub mod validate;
 pub mod wire;
 
 /// Types generated from `proto/bank/v1` by `build.rs`.

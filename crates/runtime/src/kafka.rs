@@ -105,9 +105,10 @@ pub fn manual_commit_consumer_config(
 /// librdkafka's destroy was seen to hang now and then when a subscribed consumer is dropped, so the
 /// consumer unsubscribes first and the drop runs on a blocking thread: a hang costs a leaked
 /// thread and a warning, never a stuck shutdown. Returns whether the close finished in time.
-pub async fn close_consumer<C>(consumer: C, limit: Duration) -> bool
+pub async fn close_consumer<C, X>(consumer: C, limit: Duration) -> bool
 where
-    C: Consumer + Send + 'static,
+    C: Consumer<X> + Send + 'static,
+    X: rdkafka::consumer::ConsumerContext + 'static,
 {
     consumer.unsubscribe();
     let closing = tokio::task::spawn_blocking(move || drop(consumer));

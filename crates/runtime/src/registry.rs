@@ -13,6 +13,7 @@ pub struct RegistryArgs {
     /// Base URL of the Confluent-compatible schema registry API (Confluent's registry, or
     /// Apicurio's /apis/ccompat/v7).
     #[arg(
+        id = "schema_registry_url",
         short = 's',
         long = "schema-registry",
         env = "SCHEMA_REGISTRY_URL",
@@ -21,11 +22,16 @@ pub struct RegistryArgs {
     pub url: String,
 
     /// User for HTTP basic auth against the registry (an API key on Confluent Cloud).
-    #[arg(long = "schema-registry-user", env = "SCHEMA_REGISTRY_USERNAME")]
+    #[arg(
+        id = "schema_registry_user",
+        long = "schema-registry-user",
+        env = "SCHEMA_REGISTRY_USERNAME"
+    )]
     pub user: Option<String>,
 
     /// File holding the registry password; or set SCHEMA_REGISTRY_PASSWORD.
     #[arg(
+        id = "schema_registry_password_file",
         long = "schema-registry-password-file",
         env = "SCHEMA_REGISTRY_PASSWORD_FILE"
     )]
@@ -33,6 +39,7 @@ pub struct RegistryArgs {
 
     /// Timeout of each registry call, in seconds.
     #[arg(
+        id = "schema_registry_timeout_secs",
         long = "schema-registry-timeout-secs",
         env = "SCHEMA_REGISTRY_TIMEOUT_SECS",
         default_value_t = 10

@@ -13,6 +13,8 @@ pub struct Cli {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
+    /// The ledger: persist every customer and transaction exactly once, log running sums.
+    Ledger(Box<LedgerArgs>),
     /// Print decoded events from the topics, like kafka-protobuf-console-consumer. Reads from
     /// the beginning and commits nothing.
     Dump(Box<DumpArgs>),
@@ -55,12 +57,48 @@ pub struct DumpArgs {
 pub struct DatabaseArgs {
     /// Database URL: sqlite://FILE (embedded, the default) or postgres://USER:PASSWORD@HOST/DB.
     #[arg(
+        id = "database_url",
         long = "database-url",
         env = "DATABASE_URL",
         default_value = "sqlite://bank.db",
         hide_env_values = true
     )]
     pub url: String,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct LedgerArgs {
+    #[command(flatten)]
+    pub source: Source,
+    /// Consumer group; instances of one group share the partitions (branches).
+    #[arg(
+        short = 'g',
+        long = "group",
+        env = "CONSUMER_GROUP",
+        default_value = "bank-ledger"
+    )]
+    pub group: String,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Most records per database transaction.
+    #[arg(long = "batch-size", env = "BATCH_SIZE", default_value_t = 5000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    pub batch_size: usize,
+    /// Longest wait, in milliseconds, for a batch to fill before it is committed anyway.
+    #[arg(
+        long = "batch-linger-ms",
+        env = "BATCH_LINGER_MS",
+        default_value_t = 200
+    )]
+    pub batch_linger_ms: u64,
+    /// Address of the HTTP endpoint (/healthz, /readyz, /metrics).
+    #[arg(long = "http-addr", env = "HTTP_ADDR", default_value = "0.0.0.0:9090")]
+    pub http_addr: std::net::SocketAddr,
+    /// Where the (account_number, sum(amount)) tuples go: `-` for stdout, or a file to append to.
+    #[arg(long = "tuple-log", env = "TUPLE_LOG", default_value = "-")]
+    pub tuple_log: std::path::PathBuf,
+    /// Do not log the per-transaction tuples.
+    #[arg(long = "no-tuple-log", env = "NO_TUPLE_LOG")]
+    pub no_tuple_log: bool,
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -159,36 +159,62 @@ impl MigrationTrait for Migration {
             )
             .await?;
 
-        // Transactions that arrived before their customer, waiting in arrival order.
+        // Transactions that arrived before their customer, waiting in arrival order. Same columns
+        // as `transactions`, so posting them is one INSERT ... SELECT.
         manager
             .create_table(
                 Table::create()
                     .table(ParkedTransactions::Table)
                     .if_not_exists()
                     .col(
-                        ColumnDef::new(ParkedTransactions::TransactionId)
+                        ColumnDef::new(Transactions::TransactionId)
                             .string()
                             .not_null()
                             .primary_key(),
                     )
                     .col(
-                        ColumnDef::new(ParkedTransactions::AccountNumber)
+                        ColumnDef::new(Transactions::AccountNumber)
                             .string()
                             .not_null(),
                     )
-                    // The Transaction message as protobuf bytes (no wire framing).
                     .col(
-                        ColumnDef::new(ParkedTransactions::Payload)
-                            .binary()
+                        ColumnDef::new(Transactions::TransactionReference)
+                            .string()
                             .not_null(),
                     )
                     .col(
-                        ColumnDef::new(ParkedTransactions::SourcePartition)
+                        ColumnDef::new(Transactions::TransactionDatetime)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .col(ColumnDef::new(Transactions::Kind).string_len(16).not_null())
+                    .col(
+                        ColumnDef::new(Transactions::AmountCents)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Transactions::Currency)
+                            .string_len(3)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Transactions::BranchId)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Transactions::Description)
+                            .string()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Transactions::SourcePartition)
                             .integer()
                             .not_null(),
                     )
                     .col(
-                        ColumnDef::new(ParkedTransactions::SourceOffset)
+                        ColumnDef::new(Transactions::SourceOffset)
                             .big_integer()
                             .not_null(),
                     )
@@ -200,7 +226,7 @@ impl MigrationTrait for Migration {
                 Index::create()
                     .name("ix_parked_account")
                     .table(ParkedTransactions::Table)
-                    .col(ParkedTransactions::AccountNumber)
+                    .col(Transactions::AccountNumber)
                     .if_not_exists()
                     .to_owned(),
             )
@@ -276,11 +302,6 @@ enum Accounts {
 #[derive(DeriveIden)]
 enum ParkedTransactions {
     Table,
-    TransactionId,
-    AccountNumber,
-    Payload,
-    SourcePartition,
-    SourceOffset,
 }
 
 #[derive(DeriveIden)]

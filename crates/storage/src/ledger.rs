@@ -1,0 +1,566 @@
+//! Applying a batch of events to the ledger in one database transaction.
+//!
+//! This is where exactly-once is decided. A batch carries customers, transactions and the next
+//! Kafka offset of every partition it covers; [`apply`] writes all of it or none of it:
+//!
+//! 1. customers are upserted (an empty name never overwrites a known one) and get an account row;
+//! 2. transactions parked for customers that just arrived are taken out of the parking lot and
+//!    go first, in the order they were consumed;
+//! 3. transactions whose customer is still unknown are parked (the foreign key always holds);
+//! 4. the rest are inserted with `ON CONFLICT (transaction_id) DO NOTHING RETURNING`: only rows
+//!    actually inserted move a balance, so a redelivered or replayed transaction counts once;
+//! 5. balances move by the sum of the inserted rows' signed amounts;
+//! 6. the partitions' next offsets are stored, never moving backwards.
+//!
+//! A crash before the commit loses the whole batch, offsets included, so it is consumed again;
+//! a crash after it leaves nothing to redo. Statements are multi-row and chunked under the
+//! backends' bind-parameter limits.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query, SimpleExpr};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, QueryResult,
+    TransactionTrait,
+};
+
+/// A customer as the ledger stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerRow {
+    pub account_number: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
+    pub created_at: Option<DateTime<Utc>>,
+    pub branch_id: i64,
+}
+
+/// A transaction as the ledger stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionRow {
+    pub transaction_id: String,
+    pub account_number: String,
+    pub transaction_reference: String,
+    pub transaction_datetime: Option<DateTime<Utc>>,
+    /// `DEPOSIT` or `WITHDRAWAL`.
+    pub kind: String,
+    /// Positive; `kind` carries the sign.
+    pub amount_cents: i64,
+    pub currency: String,
+    pub branch_id: i64,
+    pub description: String,
+    pub source_partition: i32,
+    pub source_offset: i64,
+}
+
+impl TransactionRow {
+    /// The effect on the balance: `+amount` for a deposit, `-amount` for a withdrawal.
+    pub fn signed_cents(&self) -> i64 {
+        if self.kind == "WITHDRAWAL" {
+            -self.amount_cents
+        } else {
+            self.amount_cents
+        }
+    }
+}
+
+/// Everything one database transaction applies.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    pub customers: Vec<CustomerRow>,
+    /// In consumption order within each partition.
+    pub transactions: Vec<TransactionRow>,
+    /// `(topic, partition) -> next offset to consume`.
+    pub offsets: BTreeMap<(String, i32), i64>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.customers.is_empty() && self.transactions.is_empty() && self.offsets.is_empty()
+    }
+}
+
+/// A transaction that moved a balance in this batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Posted {
+    pub transaction_id: String,
+    pub account_number: String,
+    pub signed_cents: i64,
+    /// The account's durable balance right after this transaction.
+    pub balance_after_cents: i64,
+    /// Whether it had been parked waiting for its customer.
+    pub was_parked: bool,
+}
+
+/// What a batch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Posted transactions, in posting order (formerly parked ones first).
+    pub posted: Vec<Posted>,
+    /// Transactions skipped because their id was already in the ledger (or twice in the batch).
+    pub duplicates: u64,
+    /// Transactions parked by this batch.
+    pub parked: u64,
+    /// Customers inserted or updated.
+    pub customers: u64,
+}
+
+/// Bind parameters per statement: SQLite allows 32766, PostgreSQL 65535.
+const MAX_PARAMS: usize = 30_000;
+
+const TX_COLUMNS: [&str; 11] = [
+    "transaction_id",
+    "account_number",
+    "transaction_reference",
+    "transaction_datetime",
+    "kind",
+    "amount_cents",
+    "currency",
+    "branch_id",
+    "description",
+    "source_partition",
+    "source_offset",
+];
+
+/// The ledger's write side, with a cache of accounts known to have a customer (customers are
+/// never deleted, so a positive answer stays true).
+#[derive(Debug)]
+pub struct Ledger {
+    group: String,
+    known_customers: HashSet<String>,
+}
+
+impl Ledger {
+    /// A ledger writing offsets under consumer group `group`.
+    pub fn new(group: impl Into<String>) -> Self {
+        Ledger {
+            group: group.into(),
+            known_customers: HashSet::new(),
+        }
+    }
+
+    /// Applies `batch` atomically. On error nothing was written and the batch may be retried.
+    pub async fn apply(
+        &mut self,
+        db: &DatabaseConnection,
+        batch: &Batch,
+    ) -> Result<Applied, DbErr> {
+        let txn = db.begin().await?;
+        let mut applied = Applied::default();
+        let mut newly_known = Vec::new();
+
+        let customers = dedupe_customers(&batch.customers);
+        applied.customers = customers.len() as u64;
+        upsert_customers(&txn, &customers).await?;
+        for c in &customers {
+            if !self.known_customers.contains(&c.account_number) {
+                newly_known.push(c.account_number.clone());
+            }
+        }
+
+        // Parked transactions of customers that may just have arrived go first.
+        let mut to_insert: Vec<(TransactionRow, bool)> = Vec::new();
+        if !newly_known.is_empty() {
+            for row in take_parked(&txn, &newly_known).await? {
+                to_insert.push((row, true));
+            }
+        }
+
+        let mut unknown: Vec<String> = batch
+            .transactions
+            .iter()
+            .map(|t| t.account_number.clone())
+            .filter(|a| !self.known_customers.contains(a) && !newly_known.contains(a))
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        unknown.sort();
+        let existing = existing_customers(&txn, &unknown).await?;
+
+        let mut to_park = Vec::new();
+        for tx in &batch.transactions {
+            let known = self.known_customers.contains(&tx.account_number)
+                || newly_known.contains(&tx.account_number)
+                || existing.contains(&tx.account_number);
+            if known {
+                to_insert.push((tx.clone(), false));
+            } else {
+                to_park.push(tx.clone());
+            }
+        }
+        applied.parked = park(&txn, &to_park).await?;
+
+        // Within a batch the first copy of an id wins; the database rejects ids it already has.
+        let mut seen = HashSet::new();
+        let mut unique = Vec::with_capacity(to_insert.len());
+        for (row, was_parked) in to_insert {
+            if seen.insert(row.transaction_id.clone()) {
+                unique.push((row, was_parked));
+            } else {
+                applied.duplicates += 1;
+            }
+        }
+        let inserted = insert_transactions(&txn, &unique).await?;
+        applied.duplicates += (unique.len() - inserted.len()) as u64;
+
+        let mut deltas: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+        for (row, _) in unique
+            .iter()
+            .filter(|(r, _)| inserted.contains(&r.transaction_id))
+        {
+            let entry = deltas.entry(row.account_number.as_str()).or_default();
+            entry.0 += row.signed_cents();
+            entry.1 += 1;
+        }
+        let after = move_balances(&txn, &deltas).await?;
+        let mut running: HashMap<&str, i64> = deltas
+            .iter()
+            .map(|(account, (delta, _))| {
+                (*account, after.get(*account).copied().unwrap_or(0) - delta)
+            })
+            .collect();
+        for (row, was_parked) in unique
+            .iter()
+            .filter(|(r, _)| inserted.contains(&r.transaction_id))
+        {
+            let balance = running.entry(row.account_number.as_str()).or_default();
+            *balance += row.signed_cents();
+            applied.posted.push(Posted {
+                transaction_id: row.transaction_id.clone(),
+                account_number: row.account_number.clone(),
+                signed_cents: row.signed_cents(),
+                balance_after_cents: *balance,
+                was_parked: *was_parked,
+            });
+        }
+
+        store_offsets(&txn, &self.group, &batch.offsets).await?;
+        txn.commit().await?;
+        self.known_customers.extend(newly_known);
+        self.known_customers.extend(existing);
+        Ok(applied)
+    }
+}
+
+/// The stored next offsets of `group` for the given partitions (absent: never consumed).
+pub async fn load_offsets(
+    db: &DatabaseConnection,
+    group: &str,
+    partitions: &[(String, i32)],
+) -> Result<HashMap<(String, i32), i64>, DbErr> {
+    let stmt = Query::select()
+        .columns(["topic", "partition", "next_offset"])
+        .from("consumer_offsets")
+        .and_where(Expr::col("group_id").eq(group.to_owned()))
+        .to_owned();
+    let wanted: HashSet<&(String, i32)> = partitions.iter().collect();
+    let rows = db.query_all(&stmt).await?;
+    let mut offsets = HashMap::new();
+    for row in rows {
+        let key: (String, i32) = (row.try_get("", "topic")?, row.try_get("", "partition")?);
+        if wanted.contains(&key) {
+            offsets.insert(key, row.try_get("", "next_offset")?);
+        }
+    }
+    Ok(offsets)
+}
+
+/// How many transactions are waiting for their customer.
+pub async fn parked_count(db: &impl ConnectionTrait) -> Result<u64, DbErr> {
+    let stmt = Query::select()
+        .expr(Expr::cust("COUNT(*)"))
+        .from("parked_transactions")
+        .to_owned();
+    let row = db.query_one(&stmt).await?;
+    let count: i64 = match row {
+        Some(row) => row.try_get_by_index(0)?,
+        None => 0,
+    };
+    Ok(count as u64)
+}
+
+/// The last copy of each customer in the batch, keeping non-empty names over empty ones.
+fn dedupe_customers(customers: &[CustomerRow]) -> Vec<CustomerRow> {
+    let mut by_account: BTreeMap<&str, CustomerRow> = BTreeMap::new();
+    for c in customers {
+        match by_account.get_mut(c.account_number.as_str()) {
+            Some(known) => {
+                let keep = |new: &String, old: &String| {
+                    if new.is_empty() {
+                        old.clone()
+                    } else {
+                        new.clone()
+                    }
+                };
+                *known = CustomerRow {
+                    first_name: keep(&c.first_name, &known.first_name),
+                    last_name: keep(&c.last_name, &known.last_name),
+                    email: keep(&c.email, &known.email),
+                    created_at: known.created_at.or(c.created_at),
+                    ..c.clone()
+                };
+            }
+            None => {
+                by_account.insert(&c.account_number, c.clone());
+            }
+        }
+    }
+    by_account.into_values().collect()
+}
+
+async fn upsert_customers(
+    txn: &DatabaseTransaction,
+    customers: &[CustomerRow],
+) -> Result<(), DbErr> {
+    let keep_known = |col: &str| {
+        Expr::cust(format!(
+            "CASE WHEN excluded.{col} <> '' THEN excluded.{col} ELSE customers.{col} END"
+        ))
+    };
+    for chunk in customers.chunks(MAX_PARAMS / 6) {
+        let mut insert = Query::insert();
+        insert.into_table("customers").columns([
+            "account_number",
+            "first_name",
+            "last_name",
+            "email",
+            "created_at",
+            "branch_id",
+        ]);
+        for c in chunk {
+            insert.values_panic([
+                c.account_number.clone().into(),
+                c.first_name.clone().into(),
+                c.last_name.clone().into(),
+                c.email.clone().into(),
+                c.created_at.into(),
+                c.branch_id.into(),
+            ]);
+        }
+        insert.on_conflict(
+            OnConflict::column("account_number")
+                .values([
+                    ("first_name", keep_known("first_name")),
+                    ("last_name", keep_known("last_name")),
+                    ("email", keep_known("email")),
+                    (
+                        "created_at",
+                        Expr::cust("COALESCE(customers.created_at, excluded.created_at)"),
+                    ),
+                    ("branch_id", Expr::cust("excluded.branch_id")),
+                ])
+                .to_owned(),
+        );
+        txn.execute(&insert).await?;
+
+        // Every customer has an account, at zero until its first transaction.
+        let mut accounts = Query::insert();
+        accounts.into_table("accounts").columns([
+            "account_number",
+            "balance_cents",
+            "transaction_count",
+        ]);
+        for c in chunk {
+            accounts.values_panic([c.account_number.clone().into(), 0i64.into(), 0i64.into()]);
+        }
+        accounts.on_conflict(OnConflict::column("account_number").do_nothing().to_owned());
+        txn.execute(&accounts).await?;
+    }
+    Ok(())
+}
+
+async fn existing_customers(
+    txn: &DatabaseTransaction,
+    accounts: &[String],
+) -> Result<HashSet<String>, DbErr> {
+    let mut found = HashSet::new();
+    for chunk in accounts.chunks(MAX_PARAMS) {
+        let stmt = Query::select()
+            .column("account_number")
+            .from("customers")
+            .and_where(Expr::col("account_number").is_in(chunk.iter().cloned()))
+            .to_owned();
+        for row in txn.query_all(&stmt).await? {
+            found.insert(row.try_get::<String>("", "account_number")?);
+        }
+    }
+    Ok(found)
+}
+
+/// Removes and returns the parked transactions of `accounts`, oldest first.
+async fn take_parked(
+    txn: &DatabaseTransaction,
+    accounts: &[String],
+) -> Result<Vec<TransactionRow>, DbErr> {
+    let mut rows = Vec::new();
+    for chunk in accounts.chunks(MAX_PARAMS) {
+        let select = Query::select()
+            .columns(TX_COLUMNS)
+            .from("parked_transactions")
+            .and_where(Expr::col("account_number").is_in(chunk.iter().cloned()))
+            .order_by("source_partition", sea_orm::Order::Asc)
+            .order_by("source_offset", sea_orm::Order::Asc)
+            .to_owned();
+        for row in txn.query_all(&select).await? {
+            rows.push(transaction_from_row(&row)?);
+        }
+        if !rows.is_empty() {
+            let delete = Query::delete()
+                .from_table("parked_transactions")
+                .and_where(Expr::col("account_number").is_in(chunk.iter().cloned()))
+                .to_owned();
+            txn.execute(&delete).await?;
+        }
+    }
+    Ok(rows)
+}
+
+async fn park(txn: &DatabaseTransaction, rows: &[TransactionRow]) -> Result<u64, DbErr> {
+    let mut parked = 0;
+    for chunk in rows.chunks(MAX_PARAMS / TX_COLUMNS.len()) {
+        let mut insert = Query::insert();
+        insert.into_table("parked_transactions").columns(TX_COLUMNS);
+        for row in chunk {
+            insert.values_panic(transaction_values(row));
+        }
+        insert.on_conflict(OnConflict::column("transaction_id").do_nothing().to_owned());
+        parked += txn.execute(&insert).await?.rows_affected();
+    }
+    Ok(parked)
+}
+
+/// Inserts rows whose id is new; returns the ids actually inserted.
+async fn insert_transactions(
+    txn: &DatabaseTransaction,
+    rows: &[(TransactionRow, bool)],
+) -> Result<HashSet<String>, DbErr> {
+    let mut inserted = HashSet::with_capacity(rows.len());
+    for chunk in rows.chunks(MAX_PARAMS / TX_COLUMNS.len()) {
+        let mut insert = Query::insert();
+        insert.into_table("transactions").columns(TX_COLUMNS);
+        for (row, _) in chunk {
+            insert.values_panic(transaction_values(row));
+        }
+        insert
+            .on_conflict(OnConflict::column("transaction_id").do_nothing().to_owned())
+            .returning_col("transaction_id");
+        for row in txn.query_all(&insert).await? {
+            inserted.insert(row.try_get::<String>("", "transaction_id")?);
+        }
+    }
+    Ok(inserted)
+}
+
+/// Adds each account's delta; returns the balances after.
+async fn move_balances(
+    txn: &DatabaseTransaction,
+    deltas: &BTreeMap<&str, (i64, i64)>,
+) -> Result<HashMap<String, i64>, DbErr> {
+    let mut after = HashMap::with_capacity(deltas.len());
+    let entries: Vec<_> = deltas.iter().collect();
+    for chunk in entries.chunks(MAX_PARAMS / 3) {
+        let mut upsert = Query::insert();
+        upsert.into_table("accounts").columns([
+            "account_number",
+            "balance_cents",
+            "transaction_count",
+        ]);
+        for (account, (delta, count)) in chunk {
+            upsert.values_panic([(**account).into(), (*delta).into(), (*count).into()]);
+        }
+        upsert
+            .on_conflict(
+                OnConflict::column("account_number")
+                    .values([
+                        (
+                            "balance_cents",
+                            Expr::cust("accounts.balance_cents + excluded.balance_cents"),
+                        ),
+                        (
+                            "transaction_count",
+                            Expr::cust("accounts.transaction_count + excluded.transaction_count"),
+                        ),
+                    ])
+                    .to_owned(),
+            )
+            .returning(Query::returning().columns(["account_number", "balance_cents"]));
+        for row in txn.query_all(&upsert).await? {
+            after.insert(
+                row.try_get("", "account_number")?,
+                row.try_get("", "balance_cents")?,
+            );
+        }
+    }
+    Ok(after)
+}
+
+async fn store_offsets(
+    txn: &DatabaseTransaction,
+    group: &str,
+    offsets: &BTreeMap<(String, i32), i64>,
+) -> Result<(), DbErr> {
+    if offsets.is_empty() {
+        return Ok(());
+    }
+    // Never move an offset backwards: a late commit from a previous owner of the partition
+    // must not rewind the new owner's position.
+    let greatest: SimpleExpr = match txn.get_database_backend() {
+        DbBackend::Sqlite => Expr::cust("MAX(consumer_offsets.next_offset, excluded.next_offset)"),
+        _ => Expr::cust("GREATEST(consumer_offsets.next_offset, excluded.next_offset)"),
+    };
+    let mut upsert = Query::insert();
+    upsert.into_table("consumer_offsets").columns([
+        "group_id",
+        "topic",
+        "partition",
+        "next_offset",
+    ]);
+    for ((topic, partition), next) in offsets {
+        upsert.values_panic([
+            group.into(),
+            topic.clone().into(),
+            (*partition).into(),
+            (*next).into(),
+        ]);
+    }
+    upsert.on_conflict(
+        OnConflict::columns(["group_id", "topic", "partition"])
+            .value("next_offset", greatest)
+            .to_owned(),
+    );
+    txn.execute(&upsert).await?;
+    Ok(())
+}
+
+fn transaction_values(row: &TransactionRow) -> [SimpleExpr; 11] {
+    [
+        row.transaction_id.clone().into(),
+        row.account_number.clone().into(),
+        row.transaction_reference.clone().into(),
+        row.transaction_datetime.into(),
+        row.kind.clone().into(),
+        row.amount_cents.into(),
+        row.currency.clone().into(),
+        row.branch_id.into(),
+        row.description.clone().into(),
+        row.source_partition.into(),
+        row.source_offset.into(),
+    ]
+}
+
+fn transaction_from_row(row: &QueryResult) -> Result<TransactionRow, DbErr> {
+    Ok(TransactionRow {
+        transaction_id: row.try_get("", "transaction_id")?,
+        account_number: row.try_get("", "account_number")?,
+        transaction_reference: row.try_get("", "transaction_reference")?,
+        transaction_datetime: row.try_get("", "transaction_datetime")?,
+        kind: row.try_get("", "kind")?,
+        amount_cents: row.try_get("", "amount_cents")?,
+        currency: row.try_get("", "currency")?,
+        branch_id: row.try_get("", "branch_id")?,
+        description: row.try_get("", "description")?,
+        source_partition: row.try_get("", "source_partition")?,
+        source_offset: row.try_get("", "source_offset")?,
+    })
+}

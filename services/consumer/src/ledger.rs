@@ -1,0 +1,264 @@
+//! `consumer ledger`: the exactly-once ledger. Reads both topics in one group, persists every
+//! customer and transaction through SeaORM (see `bank_storage::ledger` for the one-transaction
+//! write that makes it exactly-once), and logs the running `(account_number, sum(amount))`.
+//!
+//! parse config -> build clients (database, registry, Kafka, HTTP) -> run the pipeline until a
+//! signal -> commit what is held, leave the group, stop the HTTP server.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bank_contract::pb::TransactionKind;
+use bank_contract::{Decoder, Registry};
+use bank_runtime::shutdown::Stop;
+use bank_storage::ledger::{
+    Batch, CustomerRow, Ledger, TransactionRow, load_offsets, parked_count,
+};
+use chrono::{DateTime, Utc};
+use sea_orm::DatabaseConnection;
+
+use crate::cli::LedgerArgs;
+use crate::dead_letter::DeadLetters;
+use crate::health::Health;
+use crate::metrics::{Metrics, TopicLabel};
+use crate::pipeline::{BatchSettings, Decoded, Pipeline, Sink};
+use crate::source::{self, OffsetStore};
+use crate::tuple_log::TupleLog;
+
+pub async fn run(args: LedgerArgs) -> anyhow::Result<()> {
+    let app = Application::build(args).await?;
+    app.run_until_stopped().await
+}
+
+/// A built ledger, ready to run: tests start it in-process.
+pub struct Application {
+    args: LedgerArgs,
+    db: DatabaseConnection,
+    http_addr: std::net::SocketAddr,
+    http: tokio::task::JoinHandle<()>,
+    health: Arc<Health>,
+    metrics: Metrics,
+    stop: Stop,
+}
+
+impl Application {
+    pub async fn build(args: LedgerArgs) -> anyhow::Result<Application> {
+        let database = bank_storage::connect::redact(&args.database.url);
+        let db = bank_storage::connect(&args.database.url, 4).await?;
+        bank_storage::migration::run(&db)
+            .await
+            .with_context(|| format!("migrating {database}"))?;
+        tracing::info!(%database, group = args.group, "ledger database ready");
+
+        let health = Arc::new(Health::default());
+        health.set_database(true);
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        metrics.parked.set(parked_count(&db).await? as i64);
+        let stop = Stop::new();
+        let (http_addr, server) = crate::http::bind(
+            args.http_addr,
+            health.clone(),
+            registry,
+            metrics.clone(),
+            axum::Router::new(),
+            stop.clone(),
+        )
+        .await?;
+        let http = tokio::spawn(server);
+        Ok(Application {
+            args,
+            db,
+            http_addr,
+            http,
+            health,
+            metrics,
+            stop,
+        })
+    }
+
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    pub fn http_addr(&self) -> std::net::SocketAddr {
+        self.http_addr
+    }
+
+    /// A handle that stops the application when requested (signals do the same).
+    pub fn stop_handle(&self) -> Stop {
+        self.stop.clone()
+    }
+
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let args = &self.args;
+        self.stop.on_signal();
+        let source_args = &args.source;
+        let registry = Registry::new(&source_args.registry.registry_config()?)?;
+        let decoder = Arc::new(Decoder::new(Arc::new(registry)));
+        let kafka_config =
+            bank_runtime::kafka::manual_commit_consumer_config(&source_args.kafka, &args.group)?;
+        let offsets = Box::new(DatabaseOffsets {
+            db: self.db.clone(),
+            group: args.group.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        });
+        let mut source = source::start(
+            kafka_config,
+            &[
+                &source_args.transactions_topic,
+                &source_args.customers_topic,
+            ],
+            offsets,
+            args.batch_size * 2,
+            self.health.clone(),
+            self.metrics.clone(),
+            self.stop.clone(),
+        )?;
+        let sink = LedgerSink {
+            db: self.db.clone(),
+            ledger: Ledger::new(&args.group),
+            tuples: TupleLog::open(if args.no_tuple_log {
+                None
+            } else {
+                Some(&args.tuple_log)
+            })?,
+            metrics: self.metrics.clone(),
+            transactions_topic: source_args.transactions_topic.clone(),
+            customers_topic: source_args.customers_topic.clone(),
+        };
+        let pipeline = Pipeline {
+            settings: BatchSettings {
+                max_records: args.batch_size,
+                linger: Duration::from_millis(args.batch_linger_ms),
+                transactions_topic: source_args.transactions_topic.clone(),
+                customers_topic: source_args.customers_topic.clone(),
+            },
+            decoder,
+            dead_letters: DeadLetters::new(&source_args.kafka.client_config()?)?,
+            sink,
+            health: self.health.clone(),
+            metrics: self.metrics.clone(),
+        };
+        tracing::info!(
+            group = args.group,
+            topics = ?[&source_args.transactions_topic, &source_args.customers_topic],
+            "ledger consuming"
+        );
+        let (_, committed) = pipeline.run(&mut source, self.stop.clone()).await;
+        source.close(Some(committed)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.http).await;
+        self.db.close().await?;
+        tracing::info!("ledger stopped");
+        Ok(())
+    }
+}
+
+/// Offsets for assignments come from the ledger database.
+struct DatabaseOffsets {
+    db: DatabaseConnection,
+    group: String,
+    runtime: tokio::runtime::Handle,
+}
+
+impl OffsetStore for DatabaseOffsets {
+    fn load(&self, partitions: &[(String, i32)]) -> anyhow::Result<HashMap<(String, i32), i64>> {
+        // Runs on the Kafka polling thread, outside the runtime, so blocking here is allowed.
+        self.runtime.block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(10),
+                load_offsets(&self.db, &self.group, partitions),
+            )
+            .await
+            .context("timed out reading offsets")?
+            .context("reading offsets")
+        })
+    }
+}
+
+struct LedgerSink {
+    db: DatabaseConnection,
+    ledger: Ledger,
+    tuples: TupleLog,
+    metrics: Metrics,
+    transactions_topic: String,
+    customers_topic: String,
+}
+
+impl Sink for LedgerSink {
+    async fn apply(&mut self, decoded: &Decoded) -> anyhow::Result<()> {
+        let batch = to_batch(decoded);
+        let applied = self.ledger.apply(&self.db, &batch).await?;
+        let unparked = applied.posted.iter().filter(|p| p.was_parked).count();
+        if applied.parked > 0 || unparked > 0 {
+            if let Ok(count) = parked_count(&self.db).await {
+                self.metrics.parked.set(count as i64);
+            }
+            tracing::info!(
+                parked = applied.parked,
+                posted_from_parking = unparked,
+                "transactions waiting for their customer changed"
+            );
+        }
+        self.metrics
+            .persisted
+            .get_or_create(&TopicLabel {
+                topic: self.customers_topic.clone(),
+            })
+            .inc_by(applied.customers);
+        self.metrics
+            .persisted
+            .get_or_create(&TopicLabel {
+                topic: self.transactions_topic.clone(),
+            })
+            .inc_by(applied.posted.len() as u64);
+        self.metrics.duplicates.inc_by(applied.duplicates);
+        if let Err(error) = self.tuples.record(&applied.posted) {
+            tracing::warn!(%error, "cannot write the tuple log");
+        }
+        Ok(())
+    }
+}
+
+/// Decoded events as ledger rows.
+fn to_batch(decoded: &Decoded) -> Batch {
+    Batch {
+        customers: decoded
+            .customers
+            .iter()
+            .map(|(c, _)| CustomerRow {
+                account_number: c.account_number.clone(),
+                first_name: c.first_name.clone(),
+                last_name: c.last_name.clone(),
+                email: c.email.clone(),
+                created_at: c.created_at.as_ref().and_then(to_datetime),
+                branch_id: i64::from(c.branch_id),
+            })
+            .collect(),
+        transactions: decoded
+            .transactions
+            .iter()
+            .map(|(tx, position)| TransactionRow {
+                transaction_id: tx.transaction_id.clone(),
+                account_number: tx.account_number.clone(),
+                transaction_reference: tx.transaction_reference.clone(),
+                transaction_datetime: tx.transaction_datetime.as_ref().and_then(to_datetime),
+                kind: match TransactionKind::try_from(tx.kind) {
+                    Ok(TransactionKind::Withdrawal) => "WITHDRAWAL",
+                    _ => "DEPOSIT",
+                }
+                .to_owned(),
+                amount_cents: tx.amount_cents,
+                currency: tx.currency.clone(),
+                branch_id: i64::from(tx.branch_id),
+                description: tx.description.clone(),
+                source_partition: position.partition,
+                source_offset: position.offset,
+            })
+            .collect(),
+        offsets: decoded.offsets.clone(),
+    }
+}
+
+fn to_datetime(ts: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(ts.seconds, u32::try_from(ts.nanos).ok()?)
+}

@@ -1,0 +1,103 @@
+//! Prometheus metrics of the consumer roles, in the OpenMetrics text format at `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabel {
+    pub topic: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeadLetterLabels {
+    pub topic: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    pub topic: String,
+    pub partition: String,
+}
+
+/// Every metric the ledger exports. Cheap to clone (handles share their values).
+#[derive(Clone)]
+pub struct Metrics {
+    pub consumed: Family<TopicLabel, Counter>,
+    pub persisted: Family<TopicLabel, Counter>,
+    pub duplicates: Counter,
+    pub parked: Gauge,
+    pub dead_lettered: Family<DeadLetterLabels, Counter>,
+    pub batch_size: Histogram,
+    pub commit_seconds: Histogram,
+    pub lag: Family<PartitionLabels, Gauge>,
+    pub ready: Gauge,
+}
+
+impl Metrics {
+    /// Creates the metrics and registers them under the `bank_` prefix.
+    pub fn register(registry: &mut Registry) -> Metrics {
+        let metrics = Metrics {
+            consumed: Family::default(),
+            persisted: Family::default(),
+            duplicates: Counter::default(),
+            parked: Gauge::default(),
+            dead_lettered: Family::default(),
+            batch_size: Histogram::new(exponential_buckets(1.0, 4.0, 10)),
+            commit_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            lag: Family::default(),
+            ready: Gauge::default(),
+        };
+        let bank = registry.sub_registry_with_prefix("bank");
+        bank.register(
+            "events_consumed",
+            "Events read from Kafka",
+            metrics.consumed.clone(),
+        );
+        bank.register(
+            "events_persisted",
+            "Events whose effect is committed to the database (customers upserted, transactions posted)",
+            metrics.persisted.clone(),
+        );
+        bank.register(
+            "duplicates_skipped",
+            "Transactions skipped because their id was already in the ledger",
+            metrics.duplicates.clone(),
+        );
+        bank.register(
+            "parked_transactions",
+            "Transactions waiting for their customer",
+            metrics.parked.clone(),
+        );
+        bank.register(
+            "dead_lettered",
+            "Messages copied to a dead-letter topic, by source topic and reason",
+            metrics.dead_lettered.clone(),
+        );
+        bank.register(
+            "batch_size",
+            "Messages per committed batch",
+            metrics.batch_size.clone(),
+        );
+        bank.register(
+            "commit_seconds",
+            "Time to apply and commit one batch in the database",
+            metrics.commit_seconds.clone(),
+        );
+        bank.register(
+            "consumer_lag",
+            "Messages between the consumer's position and the end of the partition",
+            metrics.lag.clone(),
+        );
+        bank.register(
+            "ready",
+            "1 when /readyz would answer 200",
+            metrics.ready.clone(),
+        );
+        metrics
+    }
+}

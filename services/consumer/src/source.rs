@@ -1,0 +1,353 @@
+//! The Kafka side of a consumer role: a dedicated thread that polls the group consumer and hands
+//! records to the async pipeline through a bounded channel.
+//!
+//! Why a thread: rebalance callbacks run inside `poll`, and on assignment we must read the
+//! partitions' offsets from the database before any record is fetched; on a plain thread that is a
+//! simple blocking call. And when the pipeline is stuck (database down), the thread pauses the
+//! partitions but keeps polling, so the instance stays in the group instead of being evicted for
+//! not polling.
+//!
+//! Every record carries the generation of the assignment it was fetched under. A rebalance ends
+//! a generation: the pipeline first gets the chance to commit what it holds, then discards any
+//! record of an older generation (the eager protocol revokes everything, and the next assignment
+//! seeks to the offsets stored in the database, so nothing is lost).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
+use rdkafka::{ClientConfig, ClientContext};
+use tokio::sync::mpsc;
+
+use crate::health::Health;
+use crate::metrics::{Metrics, PartitionLabels, TopicLabel};
+
+/// A record as the pipeline needs it, detached from librdkafka's buffers.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub generation: u64,
+}
+
+/// Requests from the Kafka thread that the pipeline must answer before the thread goes on.
+#[derive(Debug)]
+pub enum Control {
+    /// Partitions are about to be revoked: commit what you hold of generation `generation`, then
+    /// reply. Anything not committed by then is dropped and consumed again by the next owner.
+    Revoke {
+        generation: u64,
+        done: std::sync::mpsc::SyncSender<()>,
+    },
+}
+
+/// Where stored offsets come from on assignment.
+pub trait OffsetStore: Send + Sync + 'static {
+    /// Next offsets for the given partitions, or an error if the store cannot answer now.
+    fn load(
+        &self,
+        partitions: &[(String, i32)],
+    ) -> anyhow::Result<std::collections::HashMap<(String, i32), i64>>;
+}
+
+pub struct SourceContext {
+    offsets: Box<dyn OffsetStore>,
+    control: mpsc::UnboundedSender<Control>,
+    generation: Arc<AtomicU64>,
+    pending: Mutex<VecDeque<Record>>,
+    assignment: Mutex<TopicPartitionList>,
+    health: Arc<Health>,
+    metrics: Metrics,
+}
+
+/// How long a rebalance waits for the pipeline to commit what it holds.
+const REVOKE_GRACE: Duration = Duration::from_secs(30);
+
+impl ClientContext for SourceContext {
+    fn stats(&self, stats: Statistics) {
+        let broker_up = stats.brokers.values().any(|b| b.state == "UP");
+        self.health.set_kafka(broker_up);
+        for (topic, t) in &stats.topics {
+            for (partition, p) in &t.partitions {
+                if *partition < 0 || p.consumer_lag < 0 {
+                    continue;
+                }
+                self.metrics
+                    .lag
+                    .get_or_create(&PartitionLabels {
+                        topic: topic.clone(),
+                        partition: partition.to_string(),
+                    })
+                    .set(p.consumer_lag);
+            }
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error, KafkaError::Global(RDKafkaErrorCode::AllBrokersDown)) {
+            self.health.set_kafka(false);
+        }
+        tracing::warn!(%error, reason, "kafka client error");
+    }
+}
+
+impl ConsumerContext for SourceContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => self.assign(consumer, tpl),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => self.revoke(consumer),
+            other => {
+                tracing::error!(error = ?other, "rebalance failed; dropping the assignment");
+                self.revoke(consumer);
+            }
+        }
+    }
+}
+
+impl SourceContext {
+    fn assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+        let partitions: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        match self.offsets.load(&partitions) {
+            Ok(stored) => {
+                for ((topic, partition), next) in &stored {
+                    if let Err(error) =
+                        tpl.set_partition_offset(topic, *partition, Offset::Offset(*next))
+                    {
+                        tracing::warn!(%error, topic, partition, "cannot seek to the stored offset");
+                    }
+                }
+                tracing::info!(
+                    ?partitions,
+                    stored = stored.len(),
+                    "partitions assigned; resuming at the database's offsets"
+                );
+            }
+            Err(error) => {
+                // Safe, only slower: Kafka's committed offsets never pass the database's, and
+                // every write is idempotent, so re-reading a little is harmless.
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "cannot read stored offsets; resuming at Kafka's committed offsets"
+                );
+            }
+        }
+        if let Err(error) = consumer.assign(tpl) {
+            tracing::error!(%error, "assign failed");
+        }
+        self.health.set_assigned(partitions.len());
+        *self.assignment.lock().unwrap_or_else(|e| e.into_inner()) = tpl.clone();
+    }
+
+    fn revoke(&self, consumer: &BaseConsumer<Self>) {
+        let ending = self.generation.load(Ordering::SeqCst);
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        let (done, finished) = std::sync::mpsc::sync_channel(1);
+        if self
+            .control
+            .send(Control::Revoke {
+                generation: ending,
+                done,
+            })
+            .is_ok()
+            && finished.recv_timeout(REVOKE_GRACE).is_err()
+        {
+            tracing::warn!(
+                "pipeline did not commit within {REVOKE_GRACE:?}; its batch will be consumed again"
+            );
+        }
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        if let Err(error) = consumer.unassign() {
+            tracing::error!(%error, "unassign failed");
+        }
+        self.health.set_assigned(0);
+        *self.assignment.lock().unwrap_or_else(|e| e.into_inner()) = TopicPartitionList::new();
+        tracing::info!("partitions revoked");
+    }
+}
+
+/// The Kafka consumer of a role, shared between the polling thread and the pipeline (which
+/// commits offsets to Kafka, for lag monitoring, after each database commit).
+pub type GroupConsumer = BaseConsumer<SourceContext>;
+
+pub struct Source {
+    pub consumer: Arc<GroupConsumer>,
+    pub records: mpsc::Receiver<Record>,
+    pub control: mpsc::UnboundedReceiver<Control>,
+    pub generation: Arc<AtomicU64>,
+    thread: std::thread::JoinHandle<()>,
+    stop: bank_runtime::shutdown::Stop,
+}
+
+/// Subscribes `config` (a group consumer's settings) to `topics` and starts the polling thread.
+pub fn start(
+    mut config: ClientConfig,
+    topics: &[&str],
+    offsets: Box<dyn OffsetStore>,
+    capacity: usize,
+    health: Arc<Health>,
+    metrics: Metrics,
+    stop: bank_runtime::shutdown::Stop,
+) -> anyhow::Result<Source> {
+    // Range assignment gives one instance the same partition number of both topics, so a
+    // branch's customers and transactions meet in the same process.
+    config
+        .set("partition.assignment.strategy", "range")
+        .set("statistics.interval.ms", "5000");
+    let (records_tx, records) = mpsc::channel(capacity.max(1));
+    let (control_tx, control) = mpsc::unbounded_channel();
+    let generation = Arc::new(AtomicU64::new(0));
+    let context = SourceContext {
+        offsets,
+        control: control_tx,
+        generation: generation.clone(),
+        pending: Mutex::new(VecDeque::new()),
+        assignment: Mutex::new(TopicPartitionList::new()),
+        health,
+        metrics,
+    };
+    let consumer: Arc<GroupConsumer> = Arc::new(config.create_with_context(context)?);
+    consumer.subscribe(topics)?;
+    let thread = {
+        let consumer = consumer.clone();
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name("kafka-poll".into())
+            .spawn(move || poll_loop(&consumer, records_tx, &stop))?
+    };
+    Ok(Source {
+        consumer,
+        records,
+        control,
+        generation,
+        thread,
+        stop,
+    })
+}
+
+impl Source {
+    /// Asks the polling thread to stop (after the pipeline committed), waits for it, commits the
+    /// final positions to Kafka and leaves the group, all bounded in time.
+    pub async fn close(self, last_offsets: Option<TopicPartitionList>) {
+        // The pipeline is done: a revoke during close must not wait for it to answer.
+        drop(self.control);
+        drop(self.records);
+        self.stop.request();
+        let thread = self.thread;
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        if let Some(tpl) = last_offsets.filter(|t| t.count() > 0)
+            && let Err(error) = self.consumer.commit(&tpl, CommitMode::Sync)
+        {
+            tracing::warn!(%error, "final offset commit to Kafka failed (lag metrics only)");
+        }
+        match Arc::try_unwrap(self.consumer) {
+            Ok(consumer) => {
+                bank_runtime::kafka::close_consumer(consumer, Duration::from_secs(10)).await;
+            }
+            Err(_) => {
+                tracing::warn!("consumer still shared at shutdown; leaving it to the process exit")
+            }
+        }
+    }
+}
+
+fn poll_loop(
+    consumer: &GroupConsumer,
+    records: mpsc::Sender<Record>,
+    stop: &bank_runtime::shutdown::Stop,
+) {
+    let context = consumer.context();
+    let mut paused = false;
+    while !stop.is_requested() {
+        // Hand over what is pending; when the pipeline is full, pause fetching but keep polling.
+        {
+            let mut pending = context.pending.lock().unwrap_or_else(|e| e.into_inner());
+            while let Some(record) = pending.pop_front() {
+                match records.try_send(record) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(record)) => {
+                        pending.push_front(record);
+                        break;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                }
+            }
+            let assignment = context
+                .assignment
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            if !pending.is_empty() && !paused {
+                let _ = consumer.pause(&assignment);
+                paused = true;
+            } else if pending.is_empty() && paused {
+                let _ = consumer.resume(&assignment);
+                paused = false;
+            }
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Ok(message)) => {
+                context.health.set_kafka(true);
+                context
+                    .metrics
+                    .consumed
+                    .get_or_create(&TopicLabel {
+                        topic: message.topic().to_owned(),
+                    })
+                    .inc();
+                let record = Record {
+                    topic: message.topic().to_owned(),
+                    partition: message.partition(),
+                    offset: message.offset(),
+                    key: message.key().map(<[u8]>::to_vec),
+                    payload: message.payload().map(<[u8]>::to_vec),
+                    headers: message
+                        .headers()
+                        .map(|h| {
+                            h.iter()
+                                .map(|header| {
+                                    (
+                                        header.key.to_owned(),
+                                        header.value.unwrap_or_default().to_vec(),
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    generation: context.generation.load(Ordering::SeqCst),
+                };
+                context
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push_back(record);
+            }
+            Some(Err(error)) => {
+                tracing::warn!(%error, "kafka poll error");
+            }
+        }
+    }
+}
