@@ -14,6 +14,7 @@ pub struct RegistryArgs {
     /// Apicurio's /apis/ccompat/v7).
     #[arg(
         id = "schema_registry_url",
+        value_name = "URL",
         short = 's',
         long = "schema-registry",
         env = "SCHEMA_REGISTRY_URL",
@@ -32,6 +33,7 @@ pub struct RegistryArgs {
     /// File holding the registry password; or set SCHEMA_REGISTRY_PASSWORD.
     #[arg(
         id = "schema_registry_password_file",
+        value_name = "FILE",
         long = "schema-registry-password-file",
         env = "SCHEMA_REGISTRY_PASSWORD_FILE"
     )]
@@ -40,6 +42,7 @@ pub struct RegistryArgs {
     /// Timeout of each registry call, in seconds.
     #[arg(
         id = "schema_registry_timeout_secs",
+        value_name = "SECONDS",
         long = "schema-registry-timeout-secs",
         env = "SCHEMA_REGISTRY_TIMEOUT_SECS",
         default_value_t = 10

@@ -20,6 +20,8 @@ pub enum Command {
     Dump(Box<DumpArgs>),
     /// Create or upgrade the database schema, then exit.
     Migrate(MigrateArgs),
+    /// Exit 0 if the HTTP endpoint of a running role answers /healthz (for container HEALTHCHECKs).
+    Healthcheck(HealthcheckArgs),
 }
 
 /// Where events come from: the connection and the two topics.
@@ -58,6 +60,7 @@ pub struct DatabaseArgs {
     /// Database URL: sqlite://FILE (embedded, the default) or postgres://USER:PASSWORD@HOST/DB.
     #[arg(
         id = "database_url",
+        value_name = "URL",
         long = "database-url",
         env = "DATABASE_URL",
         default_value = "sqlite://bank.db",
@@ -99,6 +102,16 @@ pub struct LedgerArgs {
     /// Do not log the per-transaction tuples.
     #[arg(long = "no-tuple-log", env = "NO_TUPLE_LOG")]
     pub no_tuple_log: bool,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct HealthcheckArgs {
+    /// The role's HTTP address; the port is what matters (an unspecified host means 127.0.0.1).
+    #[arg(long = "http-addr", env = "HTTP_ADDR", default_value = "0.0.0.0:9090")]
+    pub http_addr: std::net::SocketAddr,
+    /// Path to check: /healthz (alive) or /readyz (ready).
+    #[arg(long, default_value = "/healthz")]
+    pub path: String,
 }
 
 #[derive(Debug, Clone, clap::Args)]

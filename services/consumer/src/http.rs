@@ -97,3 +97,25 @@ async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
         ),
     }
 }
+
+/// `consumer healthcheck`: GET the role's own endpoint on loopback; Ok when it answers 2xx.
+pub async fn check(args: &crate::cli::HealthcheckArgs) -> anyhow::Result<()> {
+    let mut addr = args.http_addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let url = format!("http://{addr}{}", args.path);
+    let response = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .build()?
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "GET {url}: {}",
+        response.status()
+    );
+    Ok(())
+}

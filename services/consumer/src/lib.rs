@@ -25,5 +25,6 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Ledger(args) => ledger::run(*args).await,
         cli::Command::Dump(args) => dump::run(*args).await,
         cli::Command::Migrate(args) => migrate::run(args).await,
+        cli::Command::Healthcheck(args) => http::check(&args).await,
     }
 }

@@ -215,7 +215,10 @@ pub fn start(
     // branch's customers and transactions meet in the same process.
     config
         .set("partition.assignment.strategy", "range")
-        .set("statistics.interval.ms", "5000");
+        .set("statistics.interval.ms", "5000")
+        // A topic created after the consumer started is noticed within seconds, not the
+        // default five minutes.
+        .set("topic.metadata.refresh.interval.ms", "10000");
     let (records_tx, records) = mpsc::channel(capacity.max(1));
     let (control_tx, control) = mpsc::unbounded_channel();
     let generation = Arc::new(AtomicU64::new(0));

@@ -18,14 +18,14 @@ use bank_contract::money::format_cents;
 use bank_storage::ledger::Posted;
 
 pub struct TupleLog {
-    out: Option<BufWriter<Box<dyn Write + Send>>>,
+    out: Option<BufWriter<Box<dyn Write + Send + Sync>>>,
     running: HashMap<String, i64>,
 }
 
 impl TupleLog {
     /// `target`: `-` for stdout, a path to append to, or `None` to log nothing.
     pub fn open(target: Option<&Path>) -> anyhow::Result<TupleLog> {
-        let out: Option<Box<dyn Write + Send>> = match target {
+        let out: Option<Box<dyn Write + Send + Sync>> = match target {
             None => None,
             Some(path) if path.as_os_str() == "-" => Some(Box::new(std::io::stdout())),
             Some(path) => Some(Box::new(

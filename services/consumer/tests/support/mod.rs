@@ -1,0 +1,399 @@
+//! Helpers of the consumer's integration tests: the real stack's addresses, fresh topics and
+//! databases, the ledger started in-process (zero2prod's `spawn_app`), a raw producer for
+//! hand-made and poison events, and bounded waits on conditions.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bank_contract::pb::{Customer, Transaction, TransactionKind};
+use bank_contract::{Event, Registry, RegistryConfig, wire};
+use bank_runtime::shutdown::Stop;
+use clap::Parser;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+
+pub fn bootstrap() -> String {
+    std::env::var("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+pub fn registry_url() -> String {
+    std::env::var("SCHEMA_REGISTRY_URL")
+        .unwrap_or_else(|_| "http://127.0.0.1:8081/apis/ccompat/v7".into())
+}
+
+pub struct Topics {
+    pub transactions: String,
+    pub customers: String,
+    pub group: String,
+}
+
+pub fn fresh_topics(name: &str) -> Topics {
+    let suffix = uuid::Uuid::new_v4().simple();
+    Topics {
+        transactions: format!("test.{name}.transactions.{suffix}"),
+        customers: format!("test.{name}.customers.{suffix}"),
+        group: format!("test-{name}-{suffix}"),
+    }
+}
+
+pub async fn fresh_postgres(name: &str) -> String {
+    bank_storage::scratch::fresh_postgres(&bank_storage::scratch::postgres_base_url(), name)
+        .await
+        .expect("PostgreSQL of the native stack (make stack-up) or DATABASE_URL")
+}
+
+pub fn fresh_sqlite(name: &str) -> String {
+    bank_storage::scratch::fresh_sqlite(name)
+}
+
+/// Waits until `check` returns true, polling every 100 ms; panics naming `what` after `limit`.
+pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The ledger's arguments for these topics and database; `extra` flags are appended.
+pub fn ledger_args(
+    topics: &Topics,
+    database_url: &str,
+    tuple_log: &std::path::Path,
+    extra: &[&str],
+) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "ledger",
+        "-b",
+        &bootstrap(),
+        "-s",
+        &registry_url(),
+        "-t",
+        &topics.transactions,
+        "--customers-topic",
+        &topics.customers,
+        "-g",
+        &topics.group,
+        "--database-url",
+        database_url,
+        "--http-addr",
+        "127.0.0.1:0",
+        "--batch-linger-ms",
+        "20",
+        "--tuple-log",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.push(tuple_log.display().to_string());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// A ledger running in this process.
+pub struct TestLedger {
+    pub http: SocketAddr,
+    pub tuple_log: PathBuf,
+    stop: Stop,
+    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+pub async fn spawn_ledger(topics: &Topics, database_url: &str, extra: &[&str]) -> TestLedger {
+    let tuple_log = std::env::temp_dir().join(format!("{}.tuples", topics.group));
+    let mut argv = vec!["consumer".to_owned()];
+    argv.extend(ledger_args(topics, database_url, &tuple_log, extra));
+    let cli = consumer::cli::Cli::try_parse_from(argv).expect("valid ledger flags");
+    let consumer::cli::Command::Ledger(args) = cli.command else {
+        unreachable!()
+    };
+    let app = consumer::ledger::Application::build(*args)
+        .await
+        .expect("ledger builds");
+    let http = app.http_addr();
+    let stop = app.stop_handle();
+    let handle = tokio::spawn(app.run_until_stopped());
+    TestLedger {
+        http,
+        tuple_log,
+        stop,
+        handle,
+    }
+}
+
+impl TestLedger {
+    /// Requests a graceful stop and waits for it (bounded).
+    pub async fn stop(self) {
+        self.stop.request();
+        tokio::time::timeout(Duration::from_secs(60), self.handle)
+            .await
+            .expect("ledger stops within 60 s")
+            .expect("ledger task did not panic")
+            .expect("ledger exits cleanly");
+    }
+
+    pub fn is_running(&self) -> bool {
+        !self.handle.is_finished()
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let response = reqwest::get(format!("http://{}{path}", self.http))
+            .await
+            .expect("http");
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap_or_default())
+    }
+
+    /// The value of an un-labelled metric line such as `bank_duplicates_skipped_total`.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let (_, body) = self.get("/metrics").await;
+        body.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+    }
+}
+
+/// What the ledger database holds.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct LedgerState {
+    pub customers: u64,
+    pub transactions: u64,
+    pub parked: u64,
+    /// account -> (transaction_count, balance_cents), accounts with transactions only.
+    pub accounts: BTreeMap<String, (u64, i64)>,
+}
+
+pub async fn connect(database_url: &str) -> DatabaseConnection {
+    bank_storage::connect(database_url, 2)
+        .await
+        .expect("connect")
+}
+
+pub async fn count(db: &DatabaseConnection, table: &str) -> u64 {
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            format!("SELECT COUNT(*) FROM {table}"),
+        ))
+        .await
+        .ok()
+        .flatten();
+    row.and_then(|r| r.try_get_by_index::<i64>(0).ok())
+        .unwrap_or(0) as u64
+}
+
+pub async fn ledger_state(db: &DatabaseConnection) -> LedgerState {
+    let rows = db
+        .query_all_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT account_number, transaction_count, balance_cents FROM accounts WHERE transaction_count > 0".to_owned(),
+        ))
+        .await
+        .expect("accounts");
+    let accounts = rows
+        .iter()
+        .map(|r| {
+            let account: String = r.try_get("", "account_number").unwrap();
+            let count: i64 = r.try_get("", "transaction_count").unwrap();
+            let balance: i64 = r.try_get("", "balance_cents").unwrap();
+            (account, (count as u64, balance))
+        })
+        .collect();
+    LedgerState {
+        customers: count(db, "customers").await,
+        transactions: count(db, "transactions").await,
+        parked: count(db, "parked_transactions").await,
+        accounts,
+    }
+}
+
+/// The ledger state a producer manifest promises.
+pub fn expected_state(manifest: &producer::manifest::Manifest, customers: u64) -> LedgerState {
+    let accounts: BTreeMap<String, (u64, i64)> = manifest
+        .accounts
+        .iter()
+        .filter(|(_, a)| a.transactions > 0)
+        .map(|(k, a)| (k.clone(), (a.transactions, a.sum_cents)))
+        .collect();
+    LedgerState {
+        customers,
+        transactions: accounts.values().map(|(n, _)| n).sum(),
+        parked: 0,
+        accounts,
+    }
+}
+
+/// Runs `producer generate` in-process and returns its manifest.
+pub async fn generate(
+    topics: &Topics,
+    customers: u32,
+    count: u64,
+    seed: u64,
+) -> producer::manifest::Manifest {
+    let manifest = std::env::temp_dir().join(format!("{}.manifest.json", topics.group));
+    let argv: Vec<String> = [
+        "producer",
+        "generate",
+        "-b",
+        &bootstrap(),
+        "-s",
+        &registry_url(),
+        "-t",
+        &topics.transactions,
+        "--customers-topic",
+        &topics.customers,
+        "--customers",
+        &customers.to_string(),
+        "--count",
+        &count.to_string(),
+        "--seed",
+        &seed.to_string(),
+        "--silent",
+        "--manifest",
+        &manifest.display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    producer::run(producer::cli::Cli::try_parse_from(argv).unwrap())
+        .await
+        .expect("producer generate");
+    producer::manifest::Manifest::read(&manifest).unwrap()
+}
+
+/// Sends hand-made events (and raw bytes) to partition 0 of the topics.
+pub struct RawProducer {
+    producer: FutureProducer,
+    pub registry: Arc<Registry>,
+    tx_schema: u32,
+    customer_schema: u32,
+    topics_tx: String,
+    topics_customers: String,
+}
+
+impl RawProducer {
+    /// Creates both topics (3 partitions, as a deployment's topic job would) and registers the
+    /// schemas.
+    pub async fn new(topics: &Topics) -> RawProducer {
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        let admin: AdminClient<_> = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", bootstrap())
+            .create()
+            .unwrap();
+        let new_topics = [
+            NewTopic::new(&topics.transactions, 3, TopicReplication::Fixed(1)),
+            NewTopic::new(&topics.customers, 3, TopicReplication::Fixed(1)),
+        ];
+        for result in admin
+            .create_topics(&new_topics, &AdminOptions::new())
+            .await
+            .unwrap()
+        {
+            result.expect("topic created");
+        }
+        let registry = Arc::new(Registry::new(&RegistryConfig::new(registry_url())).unwrap());
+        let tx_schema = registry
+            .register::<Transaction>(&topics.transactions)
+            .await
+            .unwrap();
+        let customer_schema = registry
+            .register::<Customer>(&topics.customers)
+            .await
+            .unwrap();
+        let producer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", bootstrap())
+            .set("enable.idempotence", "true")
+            .create()
+            .unwrap();
+        RawProducer {
+            producer,
+            registry,
+            tx_schema,
+            customer_schema,
+            topics_tx: topics.transactions.clone(),
+            topics_customers: topics.customers.clone(),
+        }
+    }
+
+    pub async fn customer(&self, c: &Customer) {
+        let bytes = wire::frame(self.customer_schema, c);
+        self.raw(&self.topics_customers.clone(), c.key(), &bytes)
+            .await;
+    }
+
+    pub async fn transaction(&self, tx: &Transaction) {
+        let bytes = wire::frame(self.tx_schema, tx);
+        self.raw(&self.topics_tx.clone(), tx.key(), &bytes).await;
+    }
+
+    pub async fn raw(&self, topic: &str, key: &str, bytes: &[u8]) {
+        self.producer
+            .send(
+                FutureRecord::to(topic).partition(0).key(key).payload(bytes),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .expect("delivered");
+    }
+
+    pub fn tx_schema(&self) -> u32 {
+        self.tx_schema
+    }
+}
+
+pub fn customer(account: &str) -> Customer {
+    Customer {
+        account_number: account.into(),
+        first_name: "Test".into(),
+        last_name: account.into(),
+        email: format!("{account}@example.com"),
+        created_at: Some(prost_types::Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 0,
+        }),
+        branch_id: 0,
+    }
+}
+
+pub fn transaction(account: &str, signed_cents: i64) -> Transaction {
+    Transaction {
+        transaction_id: uuid::Uuid::new_v4().to_string(),
+        account_number: account.into(),
+        transaction_reference: "REF".into(),
+        transaction_datetime: Some(prost_types::Timestamp {
+            seconds: 1_700_000_100,
+            nanos: 0,
+        }),
+        kind: if signed_cents < 0 {
+            TransactionKind::Withdrawal
+        } else {
+            TransactionKind::Deposit
+        } as i32,
+        amount_cents: signed_cents.abs(),
+        currency: "USD".into(),
+        branch_id: 0,
+        description: String::new(),
+    }
+}
+
+/// The stored next offset of `group` for partition 0 of `topic` (0 if none).
+pub async fn stored_offset(db: &DatabaseConnection, group: &str, topic: &str) -> i64 {
+    bank_storage::ledger::load_offsets(db, group, &[(topic.to_owned(), 0)])
+        .await
+        .ok()
+        .and_then(|m| m.get(&(topic.to_owned(), 0)).copied())
+        .unwrap_or(0)
+}
