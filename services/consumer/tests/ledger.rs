@@ -59,7 +59,7 @@ async fn logs_running_sums_and_durable_balances() {
     })
     .await;
     ledger.stop().await;
-    std::fs::remove_file(&topics_tuple_log(&topics)).unwrap();
+    std::fs::remove_file(topics_tuple_log(&topics)).unwrap();
 
     // A new consumer: its running sums start at zero, durable balances do not.
     let ledger = spawn_ledger(&topics, &database_url, &[]).await;
