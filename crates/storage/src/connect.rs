@@ -38,8 +38,10 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Database
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .sqlx_logging(false)
-        .connect_timeout(Duration::from_secs(10))
-        .acquire_timeout(Duration::from_secs(30));
+        // Short, so that an unreachable database fails an attempt quickly and the caller's own
+        // retry loop (with its readiness reporting) takes over.
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(5));
     match backend {
         Backend::Sqlite => {
             options

@@ -36,6 +36,12 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     pub lag: Family<PartitionLabels, Gauge>,
     pub ready: Gauge,
+    pub retries: Family<OperationLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabel {
+    pub operation: String,
 }
 
 impl Metrics {
@@ -51,6 +57,7 @@ impl Metrics {
             commit_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             lag: Family::default(),
             ready: Gauge::default(),
+            retries: Family::default(),
         };
         let bank = registry.sub_registry_with_prefix("bank");
         bank.register(
@@ -97,6 +104,11 @@ impl Metrics {
             "ready",
             "1 when /readyz would answer 200",
             metrics.ready.clone(),
+        );
+        bank.register(
+            "retries",
+            "Failed attempts that were retried after a pause, by operation",
+            metrics.retries.clone(),
         );
         metrics
     }

@@ -148,8 +148,14 @@ impl<S: Sink> Pipeline<S> {
         batch.retain(|r| r.generation == current || give_up_after.is_some());
         let records = std::mem::take(batch);
         let mut backoff = Duration::from_millis(100);
+        let retries = self.metrics.retries.clone();
         let mut attempt = |what: &str, error: &anyhow::Error| {
             tracing::warn!(error = format!("{error:#}"), retry_in = ?backoff, "{what} failed; retrying");
+            retries
+                .get_or_create(&crate::metrics::OperationLabel {
+                    operation: what.to_owned(),
+                })
+                .inc();
             let pause = backoff;
             backoff = (backoff * 2).min(MAX_BACKOFF);
             pause
@@ -161,7 +167,7 @@ impl<S: Sink> Pipeline<S> {
             match self.decode(&records).await {
                 Ok(result) => break result,
                 Err(error) => {
-                    let pause = attempt("decoding (schema registry)", &error);
+                    let pause = attempt("decode", &error);
                     if out_of_time(started)
                         || source.generation.load(Ordering::SeqCst) != current
                             && give_up_after.is_none()
@@ -187,7 +193,7 @@ impl<S: Sink> Pipeline<S> {
                     break;
                 }
                 Err(error) => {
-                    let pause = attempt("dead-lettering", &error);
+                    let pause = attempt("dead_letter", &error);
                     if out_of_time(started) {
                         return;
                     }
@@ -208,7 +214,7 @@ impl<S: Sink> Pipeline<S> {
                 }
                 Err(error) => {
                     self.health.set_database(false);
-                    let pause = attempt("applying the batch", &error);
+                    let pause = attempt("apply", &error);
                     if out_of_time(started) {
                         tracing::warn!("giving up on this batch; it will be consumed again");
                         return;
