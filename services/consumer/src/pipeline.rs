@@ -65,13 +65,50 @@ pub struct Pipeline<S: Sink> {
     pub metrics: Metrics,
 }
 
-impl<S: Sink> Pipeline<S> {
-    /// Runs until `stop` is requested, then commits what it holds (bounded) and returns the
-    /// last offsets committed, for a final commit to Kafka.
-    pub async fn run(mut self, source: &mut Source, stop: Stop) -> (S, TopicPartitionList) {
-        let mut batch: Vec<Record> = Vec::with_capacity(self.settings.max_records);
+/// What the preparing half hands the writing half: batches in order, and barriers that are
+/// answered once everything before them is written.
+enum ToWriter {
+    Batch(Decoded),
+    Barrier(tokio::sync::oneshot::Sender<()>),
+}
+
+/// How long a stopping or rebalancing pipeline keeps retrying before it lets a batch go (it
+/// will be consumed again from the stored offsets).
+const GRACE: Duration = Duration::from_secs(20);
+
+impl<S: Sink + 'static> Pipeline<S> {
+    /// Runs until `stop` is requested, then commits what it holds (bounded) and returns the sink
+    /// and the last offsets committed, for a final commit to Kafka.
+    ///
+    /// Two halves run concurrently: this task batches, decodes and dead-letters; a writer task
+    /// applies batches to the sink one after the other. While batch N is written, batch N+1 is
+    /// being prepared, so neither the database nor the decoding waits for the other.
+    pub async fn run(self, source: &mut Source, stop: Stop) -> (S, TopicPartitionList) {
+        let Pipeline {
+            settings,
+            decoder,
+            dead_letters,
+            sink,
+            health,
+            metrics,
+        } = self;
+        let (to_writer, from_front) = tokio::sync::mpsc::channel(1);
+        let writer = tokio::spawn(write_loop(
+            sink,
+            from_front,
+            source.consumer.clone(),
+            health,
+            metrics.clone(),
+            stop.clone(),
+        ));
+        let front = Front {
+            settings,
+            decoder,
+            dead_letters,
+            metrics,
+        };
+        let mut batch: Vec<Record> = Vec::with_capacity(front.settings.max_records);
         let mut deadline: Option<tokio::time::Instant> = None;
-        let mut committed = TopicPartitionList::new();
         let stopping = {
             let stop = stop.clone();
             async move {
@@ -94,7 +131,7 @@ impl<S: Sink> Pipeline<S> {
                     while let Ok(record) = source.records.try_recv() {
                         batch.push(record);
                     }
-                    self.flush(&mut batch, source, &mut committed, Some(Duration::from_secs(20))).await;
+                    front.hand_over(&mut batch, source, true, &to_writer).await;
                     break;
                 }
                 control = source.control.recv() => match control {
@@ -103,7 +140,11 @@ impl<S: Sink> Pipeline<S> {
                             batch.push(record);
                         }
                         batch.retain(|r| r.generation == generation);
-                        self.flush(&mut batch, source, &mut committed, Some(Duration::from_secs(20))).await;
+                        front.hand_over(&mut batch, source, true, &to_writer).await;
+                        let (written, wait) = tokio::sync::oneshot::channel();
+                        if to_writer.send(ToWriter::Barrier(written)).await.is_ok() {
+                            let _ = tokio::time::timeout(GRACE, wait).await;
+                        }
                         deadline = None;
                         let _ = done.send(());
                     }
@@ -112,46 +153,128 @@ impl<S: Sink> Pipeline<S> {
                 record = source.records.recv() => match record {
                     Some(record) => {
                         if batch.is_empty() {
-                            deadline = Some(tokio::time::Instant::now() + self.settings.linger);
+                            deadline = Some(tokio::time::Instant::now() + front.settings.linger);
                         }
                         batch.push(record);
-                        if batch.len() >= self.settings.max_records {
-                            self.flush(&mut batch, source, &mut committed, None).await;
+                        if batch.len() >= front.settings.max_records {
+                            front.hand_over(&mut batch, source, false, &to_writer).await;
                             deadline = None;
                         }
                     }
                     None => break,
                 },
                 _ = linger => {
-                    self.flush(&mut batch, source, &mut committed, None).await;
+                    front.hand_over(&mut batch, source, false, &to_writer).await;
                     deadline = None;
                 }
             }
         }
-        (self.sink, committed)
+        drop(to_writer);
+        match tokio::time::timeout(GRACE + Duration::from_secs(5), writer).await {
+            Ok(Ok(result)) => result,
+            _ => panic!("the ledger writer did not finish within its grace period"),
+        }
     }
+}
 
-    /// Decodes, dead-letters and applies `batch`, retrying transient failures until it succeeds,
-    /// the give-up bound passes, a stop is requested, or the batch's generation ends. Clears it.
-    async fn flush(
-        &mut self,
+/// Applies batches in order, retrying each until it is written (or, when stopping, until the
+/// grace period ends), then commits its offsets to Kafka for lag monitoring.
+async fn write_loop<S: Sink>(
+    mut sink: S,
+    mut batches: tokio::sync::mpsc::Receiver<ToWriter>,
+    consumer: Arc<crate::source::GroupConsumer>,
+    health: Arc<Health>,
+    metrics: Metrics,
+    stop: Stop,
+) -> (S, TopicPartitionList) {
+    let mut committed = TopicPartitionList::new();
+    while let Some(message) = batches.recv().await {
+        let decoded = match message {
+            ToWriter::Barrier(done) => {
+                let _ = done.send(());
+                continue;
+            }
+            ToWriter::Batch(decoded) => decoded,
+        };
+        let mut backoff = Duration::from_millis(100);
+        let mut stopping_since: Option<Instant> = None;
+        let written = loop {
+            let applying = Instant::now();
+            match sink.apply(&decoded).await {
+                Ok(()) => {
+                    health.set_database(true);
+                    metrics
+                        .commit_seconds
+                        .observe(applying.elapsed().as_secs_f64());
+                    metrics.batch_size.observe(decoded.records as f64);
+                    break true;
+                }
+                Err(error) => {
+                    health.set_database(false);
+                    metrics
+                        .retries
+                        .get_or_create(&crate::metrics::OperationLabel {
+                            operation: "apply".into(),
+                        })
+                        .inc();
+                    tracing::warn!(error = format!("{error:#}"), retry_in = ?backoff, "apply failed; retrying");
+                    if stop.is_requested() {
+                        let since = *stopping_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() >= GRACE {
+                            tracing::warn!("giving up on this batch; it will be consumed again");
+                            break false;
+                        }
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        };
+        if !written {
+            continue;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), next) in &decoded.offsets {
+            let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*next));
+            let _ = committed.add_partition_offset(topic, *partition, Offset::Offset(*next));
+        }
+        if let Err(error) = consumer.commit(&tpl, CommitMode::Async) {
+            tracing::debug!(%error, "offset commit to Kafka failed (lag metrics only)");
+        }
+    }
+    (sink, committed)
+}
+
+/// The preparing half: decoding, validation and dead letters.
+struct Front {
+    settings: BatchSettings,
+    decoder: Arc<Decoder>,
+    dead_letters: DeadLetters,
+    metrics: Metrics,
+}
+
+impl Front {
+    /// Decodes and dead-letters `batch` (retrying transient failures; bounded when `finishing`),
+    /// hands the valid events to the writer, and clears the batch.
+    async fn hand_over(
+        &self,
         batch: &mut Vec<Record>,
         source: &Source,
-        committed: &mut TopicPartitionList,
-        give_up_after: Option<Duration>,
+        finishing: bool,
+        to_writer: &tokio::sync::mpsc::Sender<ToWriter>,
     ) {
         if batch.is_empty() {
             return;
         }
         let started = Instant::now();
         let current = source.generation.load(Ordering::SeqCst);
-        batch.retain(|r| r.generation == current || give_up_after.is_some());
+        batch.retain(|r| r.generation == current || finishing);
         let records = std::mem::take(batch);
         let mut backoff = Duration::from_millis(100);
-        let retries = self.metrics.retries.clone();
-        let mut attempt = |what: &str, error: &anyhow::Error| {
+        let mut pause = |what: &str, error: &anyhow::Error| {
             tracing::warn!(error = format!("{error:#}"), retry_in = ?backoff, "{what} failed; retrying");
-            retries
+            self.metrics
+                .retries
                 .get_or_create(&crate::metrics::OperationLabel {
                     operation: what.to_owned(),
                 })
@@ -160,21 +283,19 @@ impl<S: Sink> Pipeline<S> {
             backoff = (backoff * 2).min(MAX_BACKOFF);
             pause
         };
-        let out_of_time =
-            |started: Instant| give_up_after.is_some_and(|limit| started.elapsed() >= limit);
-
+        let give_up = |started: Instant| {
+            (finishing && started.elapsed() >= GRACE)
+                || (!finishing && source.generation.load(Ordering::SeqCst) != current)
+        };
         let (decoded, poison) = loop {
             match self.decode(&records).await {
                 Ok(result) => break result,
                 Err(error) => {
-                    let pause = attempt("decode", &error);
-                    if out_of_time(started)
-                        || source.generation.load(Ordering::SeqCst) != current
-                            && give_up_after.is_none()
-                    {
+                    let wait = pause("decode", &error);
+                    if give_up(started) {
                         return;
                     }
-                    tokio::time::sleep(pause).await;
+                    tokio::time::sleep(wait).await;
                 }
             }
         };
@@ -193,47 +314,15 @@ impl<S: Sink> Pipeline<S> {
                     break;
                 }
                 Err(error) => {
-                    let pause = attempt("dead_letter", &error);
-                    if out_of_time(started) {
+                    let wait = pause("dead_letter", &error);
+                    if give_up(started) {
                         return;
                     }
-                    tokio::time::sleep(pause).await;
+                    tokio::time::sleep(wait).await;
                 }
             }
         }
-        loop {
-            let applying = Instant::now();
-            match self.sink.apply(&decoded).await {
-                Ok(()) => {
-                    self.health.set_database(true);
-                    self.metrics
-                        .commit_seconds
-                        .observe(applying.elapsed().as_secs_f64());
-                    self.metrics.batch_size.observe(decoded.records as f64);
-                    break;
-                }
-                Err(error) => {
-                    self.health.set_database(false);
-                    let pause = attempt("apply", &error);
-                    if out_of_time(started) {
-                        tracing::warn!("giving up on this batch; it will be consumed again");
-                        return;
-                    }
-                    tokio::time::sleep(pause).await;
-                }
-            }
-        }
-        // For lag monitoring only: the database holds the offsets that count.
-        for ((topic, partition), next) in &decoded.offsets {
-            let _ = committed.add_partition_offset(topic, *partition, Offset::Offset(*next));
-        }
-        let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), next) in &decoded.offsets {
-            let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*next));
-        }
-        if let Err(error) = source.consumer.commit(&tpl, CommitMode::Async) {
-            tracing::debug!(%error, "offset commit to Kafka failed (lag metrics only)");
-        }
+        let _ = to_writer.send(ToWriter::Batch(decoded)).await;
     }
 
     /// Splits records into valid events and poison. Fails only on a transient registry problem.

@@ -236,9 +236,10 @@ pub fn start(
     let thread = {
         let consumer = consumer.clone();
         let stop = stop.clone();
+        let runtime = tokio::runtime::Handle::current();
         std::thread::Builder::new()
             .name("kafka-poll".into())
-            .spawn(move || poll_loop(&consumer, records_tx, &stop))?
+            .spawn(move || poll_loop(&consumer, records_tx, &runtime, &stop))?
     };
     Ok(Source {
         consumer,
@@ -276,41 +277,74 @@ impl Source {
     }
 }
 
+/// How long the polling thread waits for room in the pipeline before pausing the partitions
+/// and going back to polling (to serve rebalances and stay in the group).
+const STALL_BEFORE_PAUSE: Duration = Duration::from_secs(5);
+
 fn poll_loop(
     consumer: &GroupConsumer,
     records: mpsc::Sender<Record>,
+    runtime: &tokio::runtime::Handle,
     stop: &bank_runtime::shutdown::Stop,
 ) {
     let context = consumer.context();
     let mut paused = false;
+    let mut stalled = Duration::ZERO;
     while !stop.is_requested() {
-        // Hand over what is pending; when the pipeline is full, pause fetching but keep polling.
-        {
-            let mut pending = context.pending.lock().unwrap_or_else(|e| e.into_inner());
-            while let Some(record) = pending.pop_front() {
-                match records.try_send(record) {
-                    Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(record)) => {
-                        pending.push_front(record);
-                        break;
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => return,
-                }
-            }
-            let assignment = context
-                .assignment
+        // Hand over what is pending, waiting a little for room: pausing makes librdkafka drop
+        // what it prefetched, so it is kept for a pipeline that is stuck, not merely busy.
+        loop {
+            let next = context
+                .pending
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            if !pending.is_empty() && !paused {
-                let _ = consumer.pause(&assignment);
-                paused = true;
-            } else if pending.is_empty() && paused {
-                let _ = consumer.resume(&assignment);
-                paused = false;
+                .pop_front();
+            let Some(record) = next else { break };
+            let wait = Duration::from_millis(250);
+            match runtime.block_on(async { tokio::time::timeout(wait, records.reserve()).await }) {
+                Ok(Ok(permit)) => {
+                    permit.send(record);
+                    stalled = Duration::ZERO;
+                }
+                Ok(Err(_)) => return,
+                Err(_) => {
+                    context
+                        .pending
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push_front(record);
+                    stalled += wait;
+                    break;
+                }
+            }
+            if stop.is_requested() {
+                return;
             }
         }
-        match consumer.poll(Duration::from_millis(100)) {
+        let pending_empty = context
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty();
+        let assignment = context
+            .assignment
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if !pending_empty && !paused && stalled >= STALL_BEFORE_PAUSE {
+            tracing::info!(?stalled, "pipeline is not taking records; pausing fetches");
+            let _ = consumer.pause(&assignment);
+            paused = true;
+        } else if pending_empty && paused {
+            let _ = consumer.resume(&assignment);
+            paused = false;
+        }
+        let timeout = if pending_empty {
+            Duration::from_millis(100)
+        } else {
+            Duration::ZERO
+        };
+        match consumer.poll(timeout) {
             None => {}
             Some(Ok(message)) => {
                 context.health.set_kafka(true);

@@ -86,7 +86,7 @@ fn topics_tuple_log(topics: &Topics) -> std::path::PathBuf {
 async fn a_restart_mid_stream_loses_nothing_and_doubles_nothing() {
     let topics = fresh_topics("restart");
     let database_url = fresh_postgres("ledger_restart").await;
-    let manifest = generate(&topics, 50, 3000, 7).await;
+    let manifest = generate(&topics, 50, 20_000, 7).await;
     let db = connect(&database_url).await;
     let ledger = spawn_ledger(&topics, &database_url, &["--batch-size", "100"]).await;
     wait_until("a third of the stream", WAIT, || async {
@@ -95,11 +95,11 @@ async fn a_restart_mid_stream_loses_nothing_and_doubles_nothing() {
     .await;
     ledger.stop().await;
     let midway = count(&db, "transactions").await;
-    assert!(midway < 3000, "stopped mid-stream ({midway} of 3000)");
+    assert!(midway < 20_000, "stopped mid-stream ({midway} of 20000)");
 
     let ledger = spawn_ledger(&topics, &database_url, &["--batch-size", "100"]).await;
     wait_until("the whole stream", WAIT, || async {
-        count(&db, "transactions").await >= 3000
+        count(&db, "transactions").await >= 20_000
     })
     .await;
     assert_eq!(ledger_state(&db).await, expected_state(&manifest, 50));

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Consumer benchmark: the ledger against PostgreSQL's own COPY of the same rows.
+#
+# 1. Pre-produce N transactions over ACCOUNTS accounts to a fresh 3-partition topic.
+# 2. Time `consumer ledger` (release build, as users run it: tuple log on, written to a file)
+#    from process start until every transaction's offset is committed in PostgreSQL.
+# 3. The same with --no-tuple-log, to show what the log costs.
+# 4. COPY the persisted rows into an empty copy of the transactions table (same columns,
+#    primary key and indexes): the physical limit of this machine.
+# Prints rows/s for each, the ratios, the consumer's peak RSS, and the CPU seconds spent by
+# the consumer and by PostgreSQL (what limits it). Targets: >= 100,000 rows/s, >= 30% of COPY.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+N="${BENCH_RECORDS:-1000000}"
+ACCOUNTS="${BENCH_ACCOUNTS:-10000}"
+BATCH="${BENCH_BATCH:-5000}"
+BOOTSTRAP="${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:9092}"
+REGISTRY="${SCHEMA_REGISTRY_URL:-http://127.0.0.1:8081/apis/ccompat/v7}"
+PG="${BENCH_PG:-postgres://bank:bank@127.0.0.1:5432}"
+run="bench$(date +%s)"
+work="$(mktemp -d)"
+psql_bank() { psql "$PG/bank" -qAtX -v ON_ERROR_STOP=1 "$@"; }
+
+echo "== pre-producing $N transactions over $ACCOUNTS accounts (3 partitions)"
+./target/release/producer generate -b "$BOOTSTRAP" -s "$REGISTRY" \
+  -t "$run.transactions" --customers-topic "$run.customers" --branches 3 \
+  --customers "$ACCOUNTS" --count "$N" --seed 3 --silent 2>&1 | grep -E '^(throughput|summary)'
+
+# cpu_seconds PID...: user+system CPU seconds of the given processes so far.
+cpu_seconds() {
+  local total=0 pid
+  for pid in "$@"; do
+    [[ -r "/proc/$pid/stat" ]] || continue
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+  done
+  awk -v t="$total" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", t / hz }'
+}
+
+# ledger_run NAME EXTRA_FLAGS...: times one ledger run into a fresh database; prints rows/s.
+ledger_run() {
+  local name="$1"; shift
+  local db="${run}_${name}"
+  psql_bank -c "CREATE DATABASE $db"
+  local pg_before; pg_before="$(cpu_seconds $(pgrep -x postgres))"
+  local start; start="$(date +%s.%N)"
+  ./target/release/consumer ledger -b "$BOOTSTRAP" -s "$REGISTRY" \
+    -t "$run.transactions" --customers-topic "$run.customers" -g "$db" \
+    --database-url "$PG/$db" --http-addr 127.0.0.1:0 --batch-size "$BATCH" "$@" \
+    >"$work/$name.out" 2>"$work/$name.err" &
+  local pid=$!
+  local deadline=$((SECONDS + 900)) committed=0
+  while ((committed < N)); do
+    sleep 0.2
+    committed="$(psql "$PG/$db" -qAtX -c "SELECT COALESCE(SUM(next_offset), 0) FROM consumer_offsets WHERE topic = '$run.transactions'" 2>/dev/null || echo 0)"
+    ((SECONDS < deadline)) || { echo "timed out at $committed of $N" >&2; kill "$pid"; return 1; }
+    kill -0 "$pid" 2>/dev/null || { echo "ledger exited early" >&2; cat "$work/$name.err" >&2; return 1; }
+  done
+  local end; end="$(date +%s.%N)"
+  local rss; rss="$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")"
+  local consumer_cpu; consumer_cpu="$(cpu_seconds "$pid")"
+  local pg_after; pg_after="$(cpu_seconds $(pgrep -x postgres))"
+  kill -TERM "$pid"; wait "$pid" || true
+  local rows; rows="$(psql "$PG/$db" -qAtX -c 'SELECT COUNT(*) FROM transactions')"
+  [[ "$rows" == "$N" ]] || { echo "expected $N rows, found $rows" >&2; return 1; }
+  awk -v n="$N" -v s="$start" -v e="$end" -v rss="$rss" -v c="$consumer_cpu" -v p0="$pg_before" -v p1="$pg_after" -v name="$name" \
+    'BEGIN { t = e - s; printf "%-26s %9.0f rows/s  (%.2f s, peak RSS %d MiB, CPU: consumer %.1f s, postgres %.1f s)\n", name, n / t, t, rss / 1024, c, p1 - p0; print n / t > "/dev/stderr" }' 2>"$work/$name.rate"
+  LAST_DB="$db"
+}
+
+echo "== consumer ledger, tuple log on (to a file), batch $BATCH"
+ledger_run "ledger_tuple_log" --tuple-log "$work/tuples.log"
+with_log="$(cat "$work/ledger_tuple_log.rate")"
+echo "   tuple log: $(wc -l <"$work/tuples.log") lines"
+echo "== consumer ledger, --no-tuple-log"
+ledger_run "ledger_no_log" --no-tuple-log
+without_log="$(cat "$work/ledger_no_log.rate")"
+
+echo "== PostgreSQL COPY of the same $N rows into an empty copy of the table"
+psql "$PG/$LAST_DB" -qAtX -c "\\copy (SELECT * FROM transactions) TO '$work/rows.csv' WITH (FORMAT csv)"
+psql "$PG/$LAST_DB" -qAtX -c "CREATE TABLE transactions_copy (LIKE transactions INCLUDING ALL)"
+copy_start="$(date +%s.%N)"
+psql "$PG/$LAST_DB" -qAtX -c "\\copy transactions_copy FROM '$work/rows.csv' WITH (FORMAT csv)"
+copy_end="$(date +%s.%N)"
+copy_rate="$(awk -v n="$N" -v s="$copy_start" -v e="$copy_end" 'BEGIN { print n / (e - s) }')"
+printf '%-26s %9.0f rows/s\n' "COPY" "$copy_rate"
+
+echo
+awk -v a="$with_log" -v b="$without_log" -v c="$copy_rate" 'BEGIN {
+  printf "ledger (tuple log on)      %9.0f rows/s   %5.1f%% of COPY   (targets: >= 100000 rows/s, >= 30%%)\n", a, 100 * a / c
+  printf "ledger (tuple log off)     %9.0f rows/s   %5.1f%% of COPY   tuple log costs %.1f%%\n", b, 100 * b / c, 100 * (1 - a / b)
+  printf "COPY                       %9.0f rows/s\n", c
+}'
+rm -rf "$work"
