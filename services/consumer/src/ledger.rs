@@ -104,12 +104,15 @@ impl Application {
         });
         let mut source = source::start(
             kafka_config,
-            &[
-                &source_args.transactions_topic,
-                &source_args.customers_topic,
-            ],
+            source::Subscription {
+                topics: vec![
+                    source_args.transactions_topic.clone(),
+                    source_args.customers_topic.clone(),
+                ],
+                first: Some(source_args.customers_topic.clone()),
+                capacity: args.batch_size * 2,
+            },
             offsets,
-            args.batch_size * 2,
             self.health.clone(),
             self.metrics.clone(),
             self.stop.clone(),

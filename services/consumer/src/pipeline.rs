@@ -128,9 +128,9 @@ impl<S: Sink + 'static> Pipeline<S> {
             tokio::select! {
                 biased;
                 _ = &mut stopping => {
-                    while let Ok(record) = source.records.try_recv() {
-                        batch.push(record);
-                    }
+                    // Records still in the channel are simply not committed: the next start
+                    // reads them again from the stored offsets. (Draining would race the
+                    // polling thread, which keeps refilling until it is stopped.)
                     front.hand_over(&mut batch, source, true, &to_writer).await;
                     break;
                 }

@@ -63,6 +63,14 @@ pub trait OffsetStore: Send + Sync + 'static {
 
 pub struct SourceContext {
     offsets: Box<dyn OffsetStore>,
+    /// Topic read to its end before the others at every assignment (the customers topic), so
+    /// that a backlog does not park every transaction only to post it again moments later.
+    first: Option<String>,
+    /// Partitions of `first` still catching up: partition -> offset to reach.
+    catch_up: Mutex<std::collections::HashMap<(String, i32), i64>>,
+    /// Partitions of the other topics held back meanwhile, and since when.
+    held: Mutex<TopicPartitionList>,
+    held_since: Mutex<Option<std::time::Instant>>,
     control: mpsc::UnboundedSender<Control>,
     generation: Arc<AtomicU64>,
     pending: Mutex<VecDeque<Record>>,
@@ -70,6 +78,9 @@ pub struct SourceContext {
     health: Arc<Health>,
     metrics: Metrics,
 }
+
+/// Longest hold of the other topics while the first one catches up.
+const MAX_HOLD: Duration = Duration::from_secs(60);
 
 /// How long a rebalance waits for the pipeline to commit what it holds.
 const REVOKE_GRACE: Duration = Duration::from_secs(30);
@@ -154,11 +165,127 @@ impl SourceContext {
         if let Err(error) = consumer.assign(tpl) {
             tracing::error!(%error, "assign failed");
         }
+        self.hold_until_first_topic_caught_up(consumer, tpl);
         self.health.set_assigned(partitions.len());
         *self.assignment.lock().unwrap_or_else(|e| e.into_inner()) = tpl.clone();
     }
 
+    fn hold_until_first_topic_caught_up(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        tpl: &TopicPartitionList,
+    ) {
+        let Some(first) = &self.first else { return };
+        let mut catch_up = std::collections::HashMap::new();
+        let mut held = TopicPartitionList::new();
+        for element in tpl.elements() {
+            if element.topic() != first {
+                let _ = held.add_partition(element.topic(), element.partition());
+                continue;
+            }
+            let end = consumer
+                .fetch_watermarks(element.topic(), element.partition(), Duration::from_secs(5))
+                .map(|(_, high)| high)
+                .unwrap_or(0);
+            let start = match element.offset() {
+                Offset::Offset(n) => n,
+                _ => consumer
+                    .committed_offsets(
+                        {
+                            let mut one = TopicPartitionList::new();
+                            let _ = one.add_partition(element.topic(), element.partition());
+                            one
+                        },
+                        Duration::from_secs(5),
+                    )
+                    .ok()
+                    .and_then(|c| c.elements().first().and_then(|e| e.offset().to_raw()))
+                    .filter(|n| *n >= 0)
+                    .unwrap_or(0),
+            };
+            if start < end {
+                catch_up.insert((element.topic().to_owned(), element.partition()), end);
+            }
+        }
+        if !catch_up.is_empty() && held.count() > 0 {
+            tracing::info!(
+                behind = catch_up.len(),
+                "reading {first} to its end before the other topics"
+            );
+            let _ = consumer.pause(&held);
+            *self.catch_up.lock().unwrap_or_else(|e| e.into_inner()) = catch_up;
+            *self.held.lock().unwrap_or_else(|e| e.into_inner()) = held;
+            *self.held_since.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(std::time::Instant::now());
+        }
+    }
+
+    /// Never hold the other topics for long: parking covers whatever is still out of order.
+    fn release_hold_if_overdue(&self, consumer: &BaseConsumer<Self>) {
+        let overdue = self
+            .held_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|since| since.elapsed() > MAX_HOLD);
+        if overdue {
+            self.catch_up
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+            let held = std::mem::replace(
+                &mut *self.held.lock().unwrap_or_else(|e| e.into_inner()),
+                TopicPartitionList::new(),
+            );
+            *self.held_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            let _ = consumer.resume(&held);
+            tracing::warn!(
+                ?MAX_HOLD,
+                "first topic still behind; reading every topic anyway"
+            );
+        }
+    }
+
+    /// Notes progress on the first topic; releases the held partitions once it caught up.
+    fn note_first_topic_progress(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) {
+        let mut catch_up = self.catch_up.lock().unwrap_or_else(|e| e.into_inner());
+        if catch_up.is_empty() || self.first.as_deref() != Some(topic) {
+            return;
+        }
+        let key = (topic.to_owned(), partition);
+        if catch_up.get(&key).is_some_and(|end| offset + 1 >= *end) {
+            catch_up.remove(&key);
+            if catch_up.is_empty() {
+                *self.held_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                let held = std::mem::replace(
+                    &mut *self.held.lock().unwrap_or_else(|e| e.into_inner()),
+                    TopicPartitionList::new(),
+                );
+                let _ = consumer.resume(&held);
+                tracing::info!("caught up with the first topic; reading every topic");
+            }
+        }
+    }
+
+    /// Re-applies the catch-up hold after a blanket resume.
+    fn reapply_hold(&self, consumer: &BaseConsumer<Self>) {
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if held.count() > 0 {
+            let _ = consumer.pause(&held);
+        }
+    }
+
     fn revoke(&self, consumer: &BaseConsumer<Self>) {
+        self.catch_up
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        *self.held.lock().unwrap_or_else(|e| e.into_inner()) = TopicPartitionList::new();
         let ending = self.generation.load(Ordering::SeqCst);
         self.pending
             .lock()
@@ -202,11 +329,20 @@ pub struct Source {
 }
 
 /// Subscribes `config` (a group consumer's settings) to `topics` and starts the polling thread.
+/// What a role subscribes to.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    pub topics: Vec<String>,
+    /// A topic read to its end before the others at each assignment (see `SourceContext`).
+    pub first: Option<String>,
+    /// Records buffered between the polling thread and the pipeline.
+    pub capacity: usize,
+}
+
 pub fn start(
     mut config: ClientConfig,
-    topics: &[&str],
+    subscription: Subscription,
     offsets: Box<dyn OffsetStore>,
-    capacity: usize,
     health: Arc<Health>,
     metrics: Metrics,
     stop: bank_runtime::shutdown::Stop,
@@ -219,11 +355,15 @@ pub fn start(
         // A topic created after the consumer started is noticed within seconds, not the
         // default five minutes.
         .set("topic.metadata.refresh.interval.ms", "10000");
-    let (records_tx, records) = mpsc::channel(capacity.max(1));
+    let (records_tx, records) = mpsc::channel(subscription.capacity.max(1));
     let (control_tx, control) = mpsc::unbounded_channel();
     let generation = Arc::new(AtomicU64::new(0));
     let context = SourceContext {
         offsets,
+        first: subscription.first.clone(),
+        catch_up: Mutex::new(std::collections::HashMap::new()),
+        held: Mutex::new(TopicPartitionList::new()),
+        held_since: Mutex::new(None),
         control: control_tx,
         generation: generation.clone(),
         pending: Mutex::new(VecDeque::new()),
@@ -232,7 +372,8 @@ pub fn start(
         metrics,
     };
     let consumer: Arc<GroupConsumer> = Arc::new(config.create_with_context(context)?);
-    consumer.subscribe(topics)?;
+    let topics: Vec<&str> = subscription.topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics)?;
     let thread = {
         let consumer = consumer.clone();
         let stop = stop.clone();
@@ -337,8 +478,10 @@ fn poll_loop(
             paused = true;
         } else if pending_empty && paused {
             let _ = consumer.resume(&assignment);
+            context.reapply_hold(consumer);
             paused = false;
         }
+        context.release_hold_if_overdue(consumer);
         let timeout = if pending_empty {
             Duration::from_millis(100)
         } else {
@@ -376,6 +519,12 @@ fn poll_loop(
                         .unwrap_or_default(),
                     generation: context.generation.load(Ordering::SeqCst),
                 };
+                context.note_first_topic_progress(
+                    consumer,
+                    &record.topic,
+                    record.partition,
+                    record.offset,
+                );
                 context
                     .pending
                     .lock()
