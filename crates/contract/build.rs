@@ -5,7 +5,11 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = ["bank/v1/transaction.proto", "bank/v1/customer.proto"];
+    let files = [
+        "bank/v1/transaction.proto",
+        "bank/v1/customer.proto",
+        "bank/v1/alert.proto",
+    ];
     for file in &files {
         println!("cargo:rerun-if-changed={}", proto_root.join(file).display());
     }

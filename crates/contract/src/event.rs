@@ -1,7 +1,7 @@
 //! What each event type carries besides its fields: the schema it is registered under, its
 //! fully-qualified protobuf name, and the Kafka key it is partitioned by.
 
-use crate::pb::{Customer, Transaction};
+use crate::pb::{Customer, LimitAlert, Transaction};
 
 /// The `.proto` source of a message, as registered in the schema registry.
 #[derive(Debug, Clone, Copy)]
@@ -38,6 +38,17 @@ impl Event for Customer {
         full_name: "bank.v1.Customer",
         file_name: "bank/v1/customer.proto",
         text: include_str!("../../../proto/bank/v1/customer.proto"),
+    };
+    fn key(&self) -> &str {
+        &self.account_number
+    }
+}
+
+impl Event for LimitAlert {
+    const SCHEMA: SchemaSource = SchemaSource {
+        full_name: "bank.v1.LimitAlert",
+        file_name: "bank/v1/alert.proto",
+        text: include_str!("../../../proto/bank/v1/alert.proto"),
     };
     fn key(&self) -> &str {
         &self.account_number

@@ -7,6 +7,8 @@
 pub const TRANSACTIONS: &str = "bank.transactions";
 /// Default topic of `Customer` events.
 pub const CUSTOMERS: &str = "bank.customers";
+/// Default topic of `LimitAlert` events.
+pub const ALERTS: &str = "bank.alerts";
 
 /// The registry subject holding the schema of a topic's message values.
 pub fn value_subject(topic: &str) -> String {

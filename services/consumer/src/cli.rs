@@ -15,6 +15,10 @@ pub struct Cli {
 pub enum Command {
     /// The ledger: persist every customer and transaction exactly once, log running sums.
     Ledger(Box<LedgerArgs>),
+    /// Running count, mean and standard deviation of deposits and withdrawals.
+    Summary(Box<SummaryArgs>),
+    /// Watch balances against an overdraft limit; alert on each crossing.
+    Limits(Box<LimitsArgs>),
     /// Print decoded events from the topics, like kafka-protobuf-console-consumer. Reads from
     /// the beginning and commits nothing.
     Dump(Box<DumpArgs>),
@@ -102,6 +106,52 @@ pub struct LedgerArgs {
     /// Do not log the per-transaction tuples.
     #[arg(long = "no-tuple-log", env = "NO_TUPLE_LOG")]
     pub no_tuple_log: bool,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SummaryArgs {
+    #[command(flatten)]
+    pub source: Source,
+    /// Consumer group (used for lag monitoring; the role reads from the beginning at start).
+    #[arg(
+        short = 'g',
+        long = "group",
+        env = "CONSUMER_GROUP",
+        default_value = "bank-summary"
+    )]
+    pub group: String,
+    /// Print the summary every N transactions (1: after each one).
+    #[arg(long, env = "SUMMARY_EVERY", default_value_t = 1)]
+    pub every: u64,
+    /// Print at most every T milliseconds instead (for heavy traffic).
+    #[arg(long = "every-ms", env = "SUMMARY_EVERY_MS")]
+    pub every_ms: Option<u64>,
+    /// Address of the HTTP endpoint (/healthz, /readyz, /metrics, /summary).
+    #[arg(long = "http-addr", env = "HTTP_ADDR", default_value = "0.0.0.0:9090")]
+    pub http_addr: std::net::SocketAddr,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct LimitsArgs {
+    #[command(flatten)]
+    pub source: Source,
+    /// Consumer group (used for lag monitoring; the role reads from the beginning at start).
+    #[arg(
+        short = 'g',
+        long = "group",
+        env = "CONSUMER_GROUP",
+        default_value = "bank-limits"
+    )]
+    pub group: String,
+    /// The limit, in currency units: an account is in breach at or below it (e.g. -5000.00).
+    #[arg(long, env = "OVERDRAFT_LIMIT", allow_hyphen_values = true)]
+    pub limit: String,
+    /// Topic of LimitAlert events.
+    #[arg(long = "alerts-topic", env = "ALERTS_TOPIC", default_value = bank_contract::topics::ALERTS)]
+    pub alerts_topic: String,
+    /// Address of the HTTP endpoint (/healthz, /readyz, /metrics, /breaches).
+    #[arg(long = "http-addr", env = "HTTP_ADDR", default_value = "0.0.0.0:9090")]
+    pub http_addr: std::net::SocketAddr,
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bank_contract::pb::TransactionKind;
-use bank_contract::{Decoder, Registry};
 use bank_runtime::shutdown::Stop;
 use bank_storage::ledger::{
     Batch, CustomerRow, Ledger, TransactionRow, load_offsets, parked_count,
@@ -20,11 +19,10 @@ use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
 
 use crate::cli::LedgerArgs;
-use crate::dead_letter::DeadLetters;
 use crate::health::Health;
 use crate::metrics::{Metrics, TopicLabel};
-use crate::pipeline::{BatchSettings, Decoded, Pipeline, Sink};
-use crate::source::{self, OffsetStore};
+use crate::pipeline::{Decoded, Sink};
+use crate::source::{OffsetStore, Subscription};
 use crate::tuple_log::TupleLog;
 
 pub async fn run(args: LedgerArgs) -> anyhow::Result<()> {
@@ -93,30 +91,11 @@ impl Application {
         let args = &self.args;
         self.stop.on_signal();
         let source_args = &args.source;
-        let registry = Registry::new(&source_args.registry.registry_config()?)?;
-        let decoder = Arc::new(Decoder::new(Arc::new(registry)));
-        let kafka_config =
-            bank_runtime::kafka::manual_commit_consumer_config(&source_args.kafka, &args.group)?;
         let offsets = Box::new(DatabaseOffsets {
             db: self.db.clone(),
             group: args.group.clone(),
             runtime: tokio::runtime::Handle::current(),
         });
-        let mut source = source::start(
-            kafka_config,
-            source::Subscription {
-                topics: vec![
-                    source_args.transactions_topic.clone(),
-                    source_args.customers_topic.clone(),
-                ],
-                first: Some(source_args.customers_topic.clone()),
-                capacity: args.batch_size * 2,
-            },
-            offsets,
-            self.health.clone(),
-            self.metrics.clone(),
-            self.stop.clone(),
-        )?;
         let sink = LedgerSink {
             db: self.db.clone(),
             ledger: Ledger::new(&args.group),
@@ -129,26 +108,26 @@ impl Application {
             transactions_topic: source_args.transactions_topic.clone(),
             customers_topic: source_args.customers_topic.clone(),
         };
-        let pipeline = Pipeline {
-            settings: BatchSettings {
-                max_records: args.batch_size,
-                linger: Duration::from_millis(args.batch_linger_ms),
-                transactions_topic: source_args.transactions_topic.clone(),
-                customers_topic: source_args.customers_topic.clone(),
+        crate::role::consume(crate::role::Consumption {
+            source: source_args.clone(),
+            group: args.group.clone(),
+            subscription: Subscription {
+                topics: vec![
+                    source_args.transactions_topic.clone(),
+                    source_args.customers_topic.clone(),
+                ],
+                first: Some(source_args.customers_topic.clone()),
+                capacity: args.batch_size * 2,
             },
-            decoder,
-            dead_letters: DeadLetters::new(&source_args.kafka.client_config()?)?,
+            offsets,
             sink,
+            batch_size: args.batch_size,
+            batch_linger: Duration::from_millis(args.batch_linger_ms),
             health: self.health.clone(),
             metrics: self.metrics.clone(),
-        };
-        tracing::info!(
-            group = args.group,
-            topics = ?[&source_args.transactions_topic, &source_args.customers_topic],
-            "ledger consuming"
-        );
-        let (_, committed) = pipeline.run(&mut source, self.stop.clone()).await;
-        source.close(Some(committed)).await;
+            stop: self.stop.clone(),
+        })
+        .await?;
         let _ = tokio::time::timeout(Duration::from_secs(5), self.http).await;
         self.db.close().await?;
         tracing::info!("ledger stopped");

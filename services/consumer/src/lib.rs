@@ -2,6 +2,9 @@
 //! drain and shut down.
 //!
 //! - [`ledger`]: the exactly-once ledger (the heart of the project);
+//! - [`summary`]: running statistics ([`statistics`]); [`limits`]: the overdraft watcher
+//!   ([`overdraft`]); both replay the topic at start and skip repeats ([`seen`]);
+//! - [`role`]: what every role shares once its sink is built;
 //! - [`dump`]: decoded events on stdout; [`migrate`]: the database schema alone;
 //! - shared by every role: [`source`] (the Kafka thread), [`pipeline`] (batching, decoding,
 //!   dead letters, retries), [`dead_letter`], [`http`], [`health`], [`metrics`];
@@ -13,16 +16,24 @@ pub mod dump;
 pub mod health;
 pub mod http;
 pub mod ledger;
+pub mod limits;
 pub mod metrics;
 pub mod migrate;
+pub mod overdraft;
 pub mod pipeline;
+pub mod role;
+pub mod seen;
 pub mod source;
+pub mod statistics;
+pub mod summary;
 pub mod tuple_log;
 
 /// Runs the subcommand the user asked for.
 pub async fn run(cli: cli::Cli) -> anyhow::Result<()> {
     match cli.command {
         cli::Command::Ledger(args) => ledger::run(*args).await,
+        cli::Command::Summary(args) => summary::run(*args).await,
+        cli::Command::Limits(args) => limits::run(*args).await,
         cli::Command::Dump(args) => dump::run(*args).await,
         cli::Command::Migrate(args) => migrate::run(args).await,
         cli::Command::Healthcheck(args) => http::check(&args).await,

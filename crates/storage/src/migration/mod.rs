@@ -13,7 +13,19 @@ impl MigratorTrait for Migrator {
     }
 }
 
-/// Applies every pending migration. Idempotent; safe to run from several instances at start.
+/// Applies every pending migration. Idempotent, and safe when several instances start at once:
+/// on PostgreSQL the migrations run in one transaction holding an advisory lock, so instances
+/// take turns and the later ones find nothing left to do.
 pub async fn run(db: &sea_orm::DatabaseConnection) -> Result<(), sea_orm::DbErr> {
-    Migrator::up(db, None).await
+    use sea_orm::{ConnectionTrait, DbBackend, TransactionTrait};
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Migrator::up(db, None).await;
+    }
+    /// An arbitrary key naming "bankstream migrations" among advisory locks.
+    const MIGRATION_LOCK: i64 = 0x0062_616e_6b6d_6967;
+    let txn = db.begin().await?;
+    txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+        .await?;
+    Migrator::up(&txn, None).await?;
+    txn.commit().await
 }

@@ -1,0 +1,336 @@
+//! `consumer limits --limit -5000.00`: the overdraft-limit watcher. Tracks every account's
+//! balance over all transactions (replaying the topic from the beginning at every start, like
+//! the summary), keeps the set of accounts at or below the limit, and raises one `LimitAlert`
+//! per crossing: logged at WARN and produced to `bank.alerts`.
+//!
+//! Not repeating alerts after a restart: every alert records where its crossing transaction was
+//! read (`source_partition`, `source_offset`). At start the watcher reads the alerts topic to its
+//! end and remembers the highest position reported per partition; while it replays, crossings at
+//! or before those positions are recomputed (the state needs them) but not sent again. An alert
+//! whose delivery was not confirmed before a crash is sent again: at least once, never zero.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::routing::get;
+use bank_contract::pb::{LimitAlert, LimitAlertKind};
+use bank_contract::{Decoder, Event, Registry, money, wire};
+use bank_runtime::shutdown::Stop;
+use futures::future::try_join_all;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use serde::Serialize;
+
+use crate::cli::LimitsArgs;
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::overdraft::{Crossing, LimitWatcher};
+use crate::pipeline::{Decoded, Sink};
+use crate::role::{Consumption, FromBeginning, consume};
+use crate::seen::SeenTransactions;
+use crate::source::Subscription;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AlertLabel {
+    kind: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Breaches {
+    pub limit: String,
+    pub accounts: Vec<Breach>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Breach {
+    pub account_number: String,
+    pub balance: String,
+    pub balance_cents: i64,
+}
+
+pub async fn run(args: LimitsArgs) -> anyhow::Result<()> {
+    let limit_cents =
+        money::parse_cents(&args.limit).map_err(|e| anyhow::anyhow!("--limit: {e}"))?;
+    let stop = Stop::new();
+    stop.on_signal();
+    let health = Arc::new(Health::default());
+    health.set_database(true); // no database in this role
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = Metrics::register(&mut registry);
+    let breaches_gauge: Gauge = Gauge::default();
+    let alerts_counter: Family<AlertLabel, Counter> = Family::default();
+    let bank = registry.sub_registry_with_prefix("bank");
+    bank.register(
+        "limit_breaches",
+        "Accounts at or below the limit",
+        breaches_gauge.clone(),
+    );
+    bank.register(
+        "limit_alerts",
+        "Alerts produced, by kind",
+        alerts_counter.clone(),
+    );
+
+    let schema_registry = Arc::new(Registry::new(&args.source.registry.registry_config()?)?);
+    let alert_schema = schema_registry
+        .register::<LimitAlert>(&args.alerts_topic)
+        .await
+        .with_context(|| {
+            format!(
+                "registering the LimitAlert schema at {}",
+                schema_registry.url()
+            )
+        })?;
+    let decoder = Decoder::new(schema_registry.clone());
+    let reported = reported_positions(&args, &decoder).await?;
+    tracing::info!(
+        limit = %money::format_cents(limit_cents),
+        already_reported = ?reported,
+        "limits watcher starting"
+    );
+
+    let published = Arc::new(Mutex::new(Breaches {
+        limit: money::format_cents(limit_cents),
+        accounts: Vec::new(),
+    }));
+    let routes = {
+        let published = published.clone();
+        axum::Router::new().route(
+            "/breaches",
+            get(move || {
+                let current = published.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                async move { axum::Json(current) }
+            }),
+        )
+    };
+    let (_, server) = crate::http::bind(
+        args.http_addr,
+        health.clone(),
+        registry,
+        metrics.clone(),
+        routes,
+        stop.clone(),
+    )
+    .await?;
+    let http = tokio::spawn(server);
+
+    let mut producer_config = bank_runtime::kafka::idempotent_producer_config(&args.source.kafka)?;
+    producer_config.set("message.timeout.ms", "30000");
+    let sink = LimitsSink {
+        watcher: LimitWatcher::new(limit_cents),
+        seen: SeenTransactions::default(),
+        reported,
+        pending: Vec::new(),
+        producer: producer_config
+            .create()
+            .context("creating the alerts producer")?,
+        alerts_topic: args.alerts_topic.clone(),
+        alert_schema,
+        published,
+        breaches_gauge,
+        alerts_counter,
+    };
+    consume(Consumption {
+        subscription: Subscription {
+            topics: vec![args.source.transactions_topic.clone()],
+            first: None,
+            capacity: 10_000,
+        },
+        source: args.source,
+        group: args.group,
+        offsets: Box::new(FromBeginning),
+        sink,
+        batch_size: 5_000,
+        batch_linger: Duration::from_millis(100),
+        health,
+        metrics,
+        stop,
+    })
+    .await?;
+    let _ = tokio::time::timeout(Duration::from_secs(5), http).await;
+    Ok(())
+}
+
+/// Reads the alerts topic to its end: the highest source offset already reported, per
+/// partition of the transactions topic.
+async fn reported_positions(
+    args: &LimitsArgs,
+    decoder: &Decoder,
+) -> anyhow::Result<HashMap<u32, i64>> {
+    let mut config = args.source.kafka.client_config()?;
+    config
+        .set("group.id", format!("{}-alerts-reader", args.group))
+        .set("enable.auto.commit", "false");
+    let consumer: BaseConsumer = config.create().context("creating the alerts reader")?;
+    let topic = args.alerts_topic.clone();
+    let metadata = consumer
+        .fetch_metadata(Some(&topic), Duration::from_secs(10))
+        .with_context(|| format!("reading metadata of {topic}"))?;
+    let mut ends = HashMap::new();
+    let mut assignment = TopicPartitionList::new();
+    for partition in metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions())
+    {
+        let (low, high) =
+            consumer.fetch_watermarks(&topic, partition.id(), Duration::from_secs(10))?;
+        if high > low {
+            ends.insert(partition.id(), high);
+            assignment.add_partition_offset(&topic, partition.id(), Offset::Beginning)?;
+        }
+    }
+    let mut reported: HashMap<u32, i64> = HashMap::new();
+    if ends.is_empty() {
+        return Ok(reported);
+    }
+    consumer.assign(&assignment)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !ends.is_empty() {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "could not read {topic} to its end within 60 s"
+        );
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let message = message?;
+        if let Ok(alert) = decoder
+            .decode::<LimitAlert>(message.payload().unwrap_or_default())
+            .await
+        {
+            let mark = reported.entry(alert.source_partition).or_insert(-1);
+            *mark = (*mark).max(alert.source_offset);
+        }
+        if ends
+            .get(&message.partition())
+            .is_some_and(|end| message.offset() + 1 >= *end)
+        {
+            ends.remove(&message.partition());
+        }
+    }
+    Ok(reported)
+}
+
+struct LimitsSink {
+    watcher: LimitWatcher,
+    seen: SeenTransactions,
+    reported: HashMap<u32, i64>,
+    /// Alerts computed but not yet acknowledged by Kafka (kept across retries of a batch).
+    pending: Vec<LimitAlert>,
+    producer: FutureProducer,
+    alerts_topic: String,
+    alert_schema: u32,
+    published: Arc<Mutex<Breaches>>,
+    breaches_gauge: Gauge,
+    alerts_counter: Family<AlertLabel, Counter>,
+}
+
+impl Sink for LimitsSink {
+    async fn apply(&mut self, batch: &Decoded) -> anyhow::Result<()> {
+        for (tx, position) in &batch.transactions {
+            if !self.seen.first_time(&tx.transaction_id) {
+                continue;
+            }
+            let Some(signed) = money::signed_amount_cents(tx) else {
+                continue;
+            };
+            let Some((crossing, balance)) = self.watcher.apply(&tx.account_number, signed) else {
+                continue;
+            };
+            let partition = position.partition as u32;
+            if self
+                .reported
+                .get(&partition)
+                .is_some_and(|mark| position.offset <= *mark)
+            {
+                continue; // reported before a restart
+            }
+            self.pending.push(LimitAlert {
+                account_number: tx.account_number.clone(),
+                kind: match crossing {
+                    Crossing::Breached => LimitAlertKind::Breached,
+                    Crossing::Recovered => LimitAlertKind::Recovered,
+                } as i32,
+                balance_cents: balance,
+                limit_cents: self.watcher.limit_cents(),
+                transaction_id: tx.transaction_id.clone(),
+                occurred_at: tx.transaction_datetime,
+                source_partition: partition,
+                source_offset: position.offset,
+            });
+        }
+        self.send_pending().await?;
+        let breaches = self.watcher.breaches();
+        self.breaches_gauge.set(breaches.len() as i64);
+        self.published
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .accounts = breaches
+            .iter()
+            .map(|(account, cents)| Breach {
+                account_number: account.clone(),
+                balance: money::format_cents(*cents),
+                balance_cents: *cents,
+            })
+            .collect();
+        Ok(())
+    }
+}
+
+impl LimitsSink {
+    async fn send_pending(&mut self) -> anyhow::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let producer = &self.producer;
+        let schema = self.alert_schema;
+        let topic = self.alerts_topic.as_str();
+        let sends = self.pending.iter().map(|alert| {
+            let payload = wire::frame(schema, alert);
+            async move {
+                producer
+                    .send(
+                        FutureRecord::to(topic).key(alert.key()).payload(&payload),
+                        Duration::from_secs(30),
+                    )
+                    .await
+                    .map_err(|(error, _)| error)
+                    .with_context(|| format!("producing an alert to {topic}"))
+            }
+        });
+        try_join_all(sends).await?;
+        for alert in self.pending.drain(..) {
+            let kind = if alert.kind == LimitAlertKind::Breached as i32 {
+                "breached"
+            } else {
+                "recovered"
+            };
+            tracing::warn!(
+                account = alert.account_number,
+                kind,
+                balance = %money::format_cents(alert.balance_cents),
+                limit = %money::format_cents(alert.limit_cents),
+                transaction_id = alert.transaction_id,
+                "overdraft limit {kind}"
+            );
+            self.alerts_counter
+                .get_or_create(&AlertLabel {
+                    kind: kind.to_owned(),
+                })
+                .inc();
+            let mark = self.reported.entry(alert.source_partition).or_insert(-1);
+            *mark = (*mark).max(alert.source_offset);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,76 @@
+//! What every consumer role does once it has its sink: connect to the registry and Kafka, run
+//! the shared pipeline until a stop is requested, and leave the group cleanly. The ledger, the
+//! summary and the limits watcher differ only in their sink and where their offsets come from.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bank_contract::{Decoder, Registry};
+use bank_runtime::shutdown::Stop;
+
+use crate::cli::Source;
+use crate::dead_letter::DeadLetters;
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::pipeline::{BatchSettings, Pipeline, Sink};
+use crate::source::{self, OffsetStore, Subscription};
+
+pub struct Consumption<S: Sink> {
+    pub source: Source,
+    pub group: String,
+    pub subscription: Subscription,
+    pub offsets: Box<dyn OffsetStore>,
+    pub sink: S,
+    pub batch_size: usize,
+    pub batch_linger: Duration,
+    pub health: Arc<Health>,
+    pub metrics: Metrics,
+    pub stop: Stop,
+}
+
+/// Consumes until `stop` is requested; returns the sink.
+pub async fn consume<S: Sink + 'static>(role: Consumption<S>) -> anyhow::Result<S> {
+    let registry = Registry::new(&role.source.registry.registry_config()?)?;
+    let decoder = Arc::new(Decoder::new(Arc::new(registry)));
+    let kafka_config =
+        bank_runtime::kafka::manual_commit_consumer_config(&role.source.kafka, &role.group)?;
+    tracing::info!(group = role.group, topics = ?role.subscription.topics, "consuming");
+    let mut source = source::start(
+        kafka_config,
+        role.subscription,
+        role.offsets,
+        role.health.clone(),
+        role.metrics.clone(),
+        role.stop.clone(),
+    )?;
+    let pipeline = Pipeline {
+        settings: BatchSettings {
+            max_records: role.batch_size,
+            linger: role.batch_linger,
+            transactions_topic: role.source.transactions_topic.clone(),
+            customers_topic: role.source.customers_topic.clone(),
+        },
+        decoder,
+        dead_letters: DeadLetters::new(&role.source.kafka.client_config()?)?,
+        sink: role.sink,
+        health: role.health,
+        metrics: role.metrics,
+    };
+    let (sink, committed) = pipeline.run(&mut source, role.stop).await;
+    source.close(Some(committed)).await;
+    Ok(sink)
+}
+
+/// Offsets for roles that rebuild their state from the whole topic at every start.
+pub struct FromBeginning;
+
+impl OffsetStore for FromBeginning {
+    fn load(
+        &self,
+        partitions: &[(String, i32)],
+    ) -> anyhow::Result<std::collections::HashMap<(String, i32), i64>> {
+        // Offset 0 or, once retention has deleted it, the earliest offset still there
+        // (auto.offset.reset=earliest).
+        Ok(partitions.iter().map(|p| (p.clone(), 0)).collect())
+    }
+}

@@ -1,0 +1,100 @@
+//! Branches are partitions: with three ledger instances in one group each owns a share of the
+//! branches; when one is killed, the others take its branches over with no loss and no duplicate.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use support::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn instance(topics: &Topics, database_url: &str, port: u16) -> Child {
+    let log = std::env::temp_dir().join(format!("{}-{port}.tuples", topics.group));
+    let mut args = ledger_args(topics, database_url, &log, &["--batch-size", "200"]);
+    let http = args.iter().position(|a| a == "--http-addr").unwrap() + 1;
+    args[http] = format!("127.0.0.1:{port}");
+    Command::new(env!("CARGO_BIN_EXE_consumer"))
+        .args(args)
+        // A killed member's branches move after this timeout (the broker's minimum).
+        .args(["--kafka-config", "session.timeout.ms=6000"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start a ledger instance")
+}
+
+async fn ready(port: u16) -> bool {
+    reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+        .await
+        .is_ok_and(|r| r.status().is_success())
+}
+
+#[tokio::test]
+async fn three_instances_share_branches_and_survive_losing_one() {
+    let topics = fresh_topics("branches");
+    let database_url = fresh_postgres("ledger_branches").await;
+    // Topics with 3 partitions exist before the instances join.
+    let _ = RawProducer::new(&topics).await;
+    let ports = [free_port(), free_port(), free_port()];
+    let mut instances: Vec<Child> = ports
+        .iter()
+        .map(|p| instance(&topics, &database_url, *p))
+        .collect();
+
+    // Ready means "owns at least one partition": all three ready = the branches are split.
+    wait_until(
+        "every instance owns a branch",
+        Duration::from_secs(90),
+        || async {
+            for port in ports {
+                if !ready(port).await {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+
+    let db = connect(&database_url).await;
+    let total = 6_000;
+    let manifest = generate(&topics, 60, total, 21).await;
+    wait_until("ingestion under way", Duration::from_secs(90), || async {
+        count(&db, "transactions").await >= 500
+    })
+    .await;
+    let victim = instances.remove(0);
+    let mut victim = victim;
+    victim.kill().expect("SIGKILL one instance");
+    victim.wait().unwrap();
+
+    wait_until(
+        "the survivors finish every branch",
+        Duration::from_secs(120),
+        || async { count(&db, "transactions").await >= total },
+    )
+    .await;
+    assert_eq!(
+        ledger_state(&db).await,
+        expected_state(&manifest, 60),
+        "no loss, no duplicate"
+    );
+    for port in &ports[1..] {
+        assert!(
+            ready(*port).await,
+            "survivor on {port} still serving its branches"
+        );
+    }
+    for mut child in instances {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
