@@ -32,6 +32,20 @@ lint: ## cargo fmt --check and clippy -D warnings
 test: build stack-up interop-env ## Start the native stack if needed, run every test against it
 	$(CARGO) test --workspace
 	$(VENV)/bin/python -m pytest -q tests/interop
+	bash dev/lint-deploy.sh
+
+.PHONY: bench
+bench: bench-producer bench-consumer ## Both benchmarks (release builds, native stack)
+
+.PHONY: bench-producer
+bench-producer: stack-up ## 1M transactions: our producer vs Kafka's ProducerPerformance
+	$(CARGO) build --release -p producer
+	bash bench/producer.sh
+
+.PHONY: bench-consumer
+bench-consumer: stack-up ## 1M transactions into PostgreSQL: the ledger vs COPY
+	$(CARGO) build --release -p producer -p consumer
+	bash bench/consumer.sh
 
 .PHONY: interop-env
 interop-env: $(VENV)/.installed ## Python venv with Confluent's client, for the interop tests
@@ -63,3 +77,80 @@ stack-status: ## Show what runs and where
 .PHONY: stack-clean
 stack-clean: ## Stop the stack and delete its data (downloads stay cached in ~/.m2)
 	bash dev/stack.sh clean
+
+# --- Deployment ---
+# Container images, docker compose, and local Kubernetes clusters (kind, minikube):
+# docs/deployment.md. `lint-deploy` checks all of it statically, without Docker or a cluster.
+# The local tag must match k8s/components/local-images.
+IMAGE_TAG := dev
+COMPOSE := docker compose -f compose/docker-compose.yml
+KIND_CLUSTER ?= bankstream
+MINIKUBE_PROFILE ?= bankstream
+K8S_NAMESPACE := bankstream
+ROLLOUT_TIMEOUT ?= 600s
+
+.PHONY: images
+images: ## Build the images bankstream/{producer,consumer}:dev (needs a Docker engine)
+	@docker info >/dev/null 2>&1 || { echo "images: no Docker engine answers (docker info failed); start Docker, or use the native stack (make stack-up)" >&2; exit 1; }
+	for target in producer consumer; do \
+	  docker build -f docker/Dockerfile --target "$$target" -t "bankstream/$$target:$(IMAGE_TAG)" \
+	    --build-arg REVISION="$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+	    --build-arg CREATED="$$(date -u +%Y-%m-%dT%H:%M:%SZ)" . ; \
+	done
+
+.PHONY: compose-up
+compose-up: ## docker compose up: Kafka, registry, PostgreSQL, producer, consumers (COMPOSE_PROFILES=observability,ui for more)
+	@test -f compose/.env || { echo "compose-up: compose/.env is missing: cp compose/.env.example compose/.env, then set its passwords" >&2; exit 1; }
+	$(COMPOSE) up -d --build
+	$(COMPOSE) ps
+
+.PHONY: compose-down
+compose-down: ## Stop the compose deployment, every profile (volumes and data are kept)
+	$(COMPOSE) --profile observability --profile ui down
+
+.PHONY: kind-up
+kind-up: ## kind cluster from k8s/kind-config.yaml, images built and loaded, overlay applied, rollout awaited
+	@command -v kind >/dev/null || { echo "kind-up: kind is not installed" >&2; exit 1; }
+	@command -v kubectl >/dev/null || { echo "kind-up: kubectl is not installed" >&2; exit 1; }
+	kind get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)' || kind create cluster --config k8s/kind-config.yaml --name '$(KIND_CLUSTER)' --wait 180s
+	$(MAKE) --no-print-directory images
+	kind load docker-image --name '$(KIND_CLUSTER)' bankstream/producer:$(IMAGE_TAG) bankstream/consumer:$(IMAGE_TAG)
+	$(MAKE) --no-print-directory k8s-apply OVERLAY=kind KUBE_CONTEXT='kind-$(KIND_CLUSTER)'
+
+.PHONY: kind-down
+kind-down: ## Delete the kind cluster (and its data)
+	kind delete cluster --name '$(KIND_CLUSTER)'
+
+.PHONY: minikube-up
+minikube-up: ## minikube profile `bankstream` (2 CPUs, 4 GiB), images built inside it, overlay applied, rollout awaited
+	@command -v minikube >/dev/null || { echo "minikube-up: minikube is not installed" >&2; exit 1; }
+	@command -v kubectl >/dev/null || { echo "minikube-up: kubectl is not installed" >&2; exit 1; }
+	minikube status -p '$(MINIKUBE_PROFILE)' >/dev/null 2>&1 || minikube start -p '$(MINIKUBE_PROFILE)' --cpus=2 --memory=4g
+	eval "$$(minikube -p '$(MINIKUBE_PROFILE)' docker-env --shell bash)" && $(MAKE) --no-print-directory images
+	$(MAKE) --no-print-directory k8s-apply OVERLAY=minikube KUBE_CONTEXT='$(MINIKUBE_PROFILE)'
+
+.PHONY: minikube-down
+minikube-down: ## Delete the minikube profile (and its data)
+	minikube delete -p '$(MINIKUBE_PROFILE)'
+
+# Applies k8s/overlays/$(OVERLAY) to $(KUBE_CONTEXT) and waits for every part, in start order.
+# The two Jobs are deleted first: a Job's pod template cannot be changed, and re-running the
+# seeded producer sends the same events again (the ledger ignores the duplicates).
+.PHONY: k8s-apply
+k8s-apply:
+	kubectl --context '$(KUBE_CONTEXT)' -n $(K8S_NAMESPACE) delete job producer create-topics --ignore-not-found 2>/dev/null || true
+	kubectl --context '$(KUBE_CONTEXT)' apply -k k8s/overlays/$(OVERLAY)
+	kubectl --context '$(KUBE_CONTEXT)' -n $(K8S_NAMESPACE) rollout status statefulset/kafka --timeout=$(ROLLOUT_TIMEOUT)
+	kubectl --context '$(KUBE_CONTEXT)' -n $(K8S_NAMESPACE) rollout status statefulset/postgres --timeout=$(ROLLOUT_TIMEOUT)
+	kubectl --context '$(KUBE_CONTEXT)' -n $(K8S_NAMESPACE) rollout status deployment/schema-registry --timeout=$(ROLLOUT_TIMEOUT)
+	kubectl --context '$(KUBE_CONTEXT)' -n $(K8S_NAMESPACE) wait --for=condition=complete job/create-topics --timeout=$(ROLLOUT_TIMEOUT)
+	for role in ledger summary limits; do \
+	  kubectl --context '$(KUBE_CONTEXT)' -n $(K8S_NAMESPACE) rollout status "deployment/$$role" --timeout=$(ROLLOUT_TIMEOUT); \
+	done
+	kubectl --context '$(KUBE_CONTEXT)' -n $(K8S_NAMESPACE) wait --for=condition=complete job/producer --timeout=$(ROLLOUT_TIMEOUT)
+	kubectl --context '$(KUBE_CONTEXT)' -n $(K8S_NAMESPACE) get pods,jobs,pvc
+
+.PHONY: lint-deploy
+lint-deploy: ## Check Dockerfile, compose and k8s statically (hadolint, dclint, kustomize, kubernetes-validate, tests/deploy)
+	$(CARGO) build -q -p producer -p consumer
+	bash dev/lint-deploy.sh
