@@ -55,6 +55,10 @@ $(VENV)/.installed: tests/interop/requirements.txt
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r tests/interop/requirements.txt
 	touch $@
 
+.PHONY: demo
+demo: ## The main job: stack up, produce 1000 tx / 20 customers, ledger until caught up, reconcile
+	bash dev/demo.sh
+
 .PHONY: roundtrip
 roundtrip: stack-up ## Main job (for now): register schemas, produce one event of each kind, consume and print them
 	$(CARGO) build -q -p producer -p consumer

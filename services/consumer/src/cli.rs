@@ -24,6 +24,8 @@ pub enum Command {
     Dump(Box<DumpArgs>),
     /// Create or upgrade the database schema, then exit.
     Migrate(MigrateArgs),
+    /// Compare the ledger's balances with a producer manifest; exit 0 only if all match.
+    Reconcile(ReconcileArgs),
     /// Exit 0 if the HTTP endpoint of a running role answers /healthz (for container HEALTHCHECKs).
     Healthcheck(HealthcheckArgs),
 }
@@ -152,6 +154,18 @@ pub struct LimitsArgs {
     /// Address of the HTTP endpoint (/healthz, /readyz, /metrics, /breaches).
     #[arg(long = "http-addr", env = "HTTP_ADDR", default_value = "0.0.0.0:9090")]
     pub http_addr: std::net::SocketAddr,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReconcileArgs {
+    /// The manifest written by `producer generate --manifest` or `producer csv --manifest`.
+    #[arg(long)]
+    pub manifest: std::path::PathBuf,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Wait up to this many seconds for the ledger to catch up before comparing.
+    #[arg(long = "wait-secs", default_value_t = 0)]
+    pub wait_secs: u64,
 }
 
 #[derive(Debug, Clone, clap::Args)]

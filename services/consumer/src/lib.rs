@@ -6,6 +6,7 @@
 //!   ([`overdraft`]); both replay the topic at start and skip repeats ([`seen`]);
 //! - [`role`]: what every role shares once its sink is built;
 //! - [`dump`]: decoded events on stdout; [`migrate`]: the database schema alone;
+//!   [`reconcile`]: the ledger against a producer manifest;
 //! - shared by every role: [`source`] (the Kafka thread), [`pipeline`] (batching, decoding,
 //!   dead letters, retries), [`dead_letter`], [`http`], [`health`], [`metrics`];
 //! - [`tuple_log`]: the `(account_number, sum(amount))` lines.
@@ -21,6 +22,7 @@ pub mod metrics;
 pub mod migrate;
 pub mod overdraft;
 pub mod pipeline;
+pub mod reconcile;
 pub mod role;
 pub mod seen;
 pub mod source;
@@ -37,5 +39,6 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Dump(args) => dump::run(*args).await,
         cli::Command::Migrate(args) => migrate::run(args).await,
         cli::Command::Healthcheck(args) => http::check(&args).await,
+        cli::Command::Reconcile(args) => reconcile::run(args).await,
     }
 }

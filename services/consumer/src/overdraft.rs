@@ -33,11 +33,12 @@ impl LimitWatcher {
 
     /// Applies a signed amount to `account`; returns the crossing it caused, with the new balance.
     pub fn apply(&mut self, account: &str, signed_cents: i64) -> Option<(Crossing, i64)> {
-        let balance = self.balances.entry(account.to_owned()).or_insert(0);
-        let before = *balance;
-        *balance += signed_cents;
-        let after = *balance;
-        let was_in = before <= self.limit_cents;
+        // An account not seen before has no position relative to the limit yet: its first
+        // transaction crosses if it lands at or below it (matters for positive limits).
+        let before = self.balances.get(account).copied();
+        let after = before.unwrap_or(0) + signed_cents;
+        self.balances.insert(account.to_owned(), after);
+        let was_in = before.is_some_and(|b| b <= self.limit_cents);
         let is_in = after <= self.limit_cents;
         if is_in {
             self.breached.insert(account.to_owned(), after);
