@@ -17,7 +17,6 @@ use anyhow::Context;
 use axum::routing::get;
 use bank_contract::pb::{LimitAlert, LimitAlertKind};
 use bank_contract::{Decoder, Event, Registry, money, wire};
-use bank_runtime::shutdown::Stop;
 use futures::future::try_join_all;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -30,13 +29,9 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde::Serialize;
 
 use crate::cli::LimitsArgs;
-use crate::health::Health;
-use crate::metrics::Metrics;
 use crate::overdraft::{Crossing, LimitWatcher};
 use crate::pipeline::{Decoded, Sink};
-use crate::role::{Consumption, FromBeginning, consume};
 use crate::seen::SeenTransactions;
-use crate::source::Subscription;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AlertLabel {
@@ -59,15 +54,10 @@ pub struct Breach {
 pub async fn run(args: LimitsArgs) -> anyhow::Result<()> {
     let limit_cents =
         money::parse_cents(&args.limit).map_err(|e| anyhow::anyhow!("--limit: {e}"))?;
-    let stop = Stop::new();
-    stop.on_signal();
-    let health = Arc::new(Health::default());
-    health.set_database(true); // no database in this role
-    let mut registry = prometheus_client::registry::Registry::default();
-    let metrics = Metrics::register(&mut registry);
+    let mut replay = crate::role::Replay::new();
     let breaches_gauge: Gauge = Gauge::default();
     let alerts_counter: Family<AlertLabel, Counter> = Family::default();
-    let bank = registry.sub_registry_with_prefix("bank");
+    let bank = replay.registry.sub_registry_with_prefix("bank");
     bank.register(
         "limit_breaches",
         "Accounts at or below the limit",
@@ -111,16 +101,6 @@ pub async fn run(args: LimitsArgs) -> anyhow::Result<()> {
             }),
         )
     };
-    let (_, server) = crate::http::bind(
-        args.http_addr,
-        health.clone(),
-        registry,
-        metrics.clone(),
-        routes,
-        stop.clone(),
-    )
-    .await?;
-    let http = tokio::spawn(server);
 
     let mut producer_config = bank_runtime::kafka::idempotent_producer_config(&args.source.kafka)?;
     producer_config.set("message.timeout.ms", "30000");
@@ -138,25 +118,9 @@ pub async fn run(args: LimitsArgs) -> anyhow::Result<()> {
         breaches_gauge,
         alerts_counter,
     };
-    consume(Consumption {
-        subscription: Subscription {
-            topics: vec![args.source.transactions_topic.clone()],
-            first: None,
-            capacity: 10_000,
-        },
-        source: args.source,
-        group: args.group,
-        offsets: Box::new(FromBeginning),
-        sink,
-        batch_size: 5_000,
-        batch_linger: Duration::from_millis(100),
-        health,
-        metrics,
-        stop,
-    })
-    .await?;
-    let _ = tokio::time::timeout(Duration::from_secs(5), http).await;
-    Ok(())
+    replay
+        .run(args.source, args.group, args.http_addr, routes, sink)
+        .await
 }
 
 /// Reads the alerts topic to its end: the highest source offset already reported, per

@@ -74,3 +74,78 @@ impl OffsetStore for FromBeginning {
         Ok(partitions.iter().map(|p| (p.clone(), 0)).collect())
     }
 }
+
+/// The frame of the replaying analytics roles (summary, limits): no database (so readiness
+/// never waits for one), the transactions topic read from the beginning, and an HTTP endpoint
+/// with the role's own JSON route beside /healthz, /readyz and /metrics.
+pub struct Replay {
+    pub registry: prometheus_client::registry::Registry,
+    pub metrics: Metrics,
+    health: Arc<Health>,
+    stop: Stop,
+}
+
+impl Replay {
+    /// Stops on SIGINT/SIGTERM; register role metrics in `registry` before [`Replay::run`].
+    pub fn new() -> Replay {
+        let stop = Stop::new();
+        stop.on_signal();
+        let health = Arc::new(Health::default());
+        health.set_database(true);
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        Replay {
+            registry,
+            metrics,
+            health,
+            stop,
+        }
+    }
+
+    /// Serves HTTP on `http_addr` and feeds every transaction, from the beginning, to `sink`
+    /// until stopped.
+    pub async fn run<S: Sink + 'static>(
+        self,
+        source: Source,
+        group: String,
+        http_addr: std::net::SocketAddr,
+        routes: axum::Router,
+        sink: S,
+    ) -> anyhow::Result<()> {
+        let (_, server) = crate::http::bind(
+            http_addr,
+            self.health.clone(),
+            self.registry,
+            self.metrics.clone(),
+            routes,
+            self.stop.clone(),
+        )
+        .await?;
+        let http = tokio::spawn(server);
+        consume(Consumption {
+            subscription: Subscription {
+                topics: vec![source.transactions_topic.clone()],
+                first: None,
+                capacity: 10_000,
+            },
+            source,
+            group,
+            offsets: Box::new(FromBeginning),
+            sink,
+            batch_size: 5_000,
+            batch_linger: Duration::from_millis(100),
+            health: self.health,
+            metrics: self.metrics,
+            stop: self.stop,
+        })
+        .await?;
+        let _ = tokio::time::timeout(Duration::from_secs(5), http).await;
+        Ok(())
+    }
+}
+
+impl Default for Replay {
+    fn default() -> Self {
+        Replay::new()
+    }
+}

@@ -12,19 +12,14 @@ use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use bank_contract::pb::TransactionKind;
-use bank_runtime::shutdown::Stop;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use serde::Serialize;
 
 use crate::cli::SummaryArgs;
-use crate::health::Health;
-use crate::metrics::Metrics;
 use crate::pipeline::{Decoded, Sink};
-use crate::role::{Consumption, FromBeginning, consume};
 use crate::seen::SeenTransactions;
-use crate::source::Subscription;
 use crate::statistics::{RunningStats, format_units};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -76,16 +71,11 @@ impl std::fmt::Display for Snapshot {
 }
 
 pub async fn run(args: SummaryArgs) -> anyhow::Result<()> {
-    let stop = Stop::new();
-    stop.on_signal();
-    let health = Arc::new(Health::default());
-    health.set_database(true); // no database in this role
-    let mut registry = prometheus_client::registry::Registry::default();
-    let metrics = Metrics::register(&mut registry);
+    let mut replay = crate::role::Replay::new();
     let count: Family<KindLabel, Gauge> = Family::default();
     let mean: Family<KindLabel, FloatGauge> = Family::default();
     let stddev: Family<KindLabel, FloatGauge> = Family::default();
-    let summary = registry.sub_registry_with_prefix("bank_summary");
+    let summary = replay.registry.sub_registry_with_prefix("bank_summary");
     summary.register("count", "Transactions summarised, by kind", count.clone());
     summary.register(
         "mean",
@@ -108,16 +98,6 @@ pub async fn run(args: SummaryArgs) -> anyhow::Result<()> {
             }),
         )
     };
-    let (_, server) = crate::http::bind(
-        args.http_addr,
-        health.clone(),
-        registry,
-        metrics.clone(),
-        routes,
-        stop.clone(),
-    )
-    .await?;
-    let http = tokio::spawn(server);
 
     let sink = SummarySink {
         deposits: RunningStats::default(),
@@ -130,25 +110,9 @@ pub async fn run(args: SummaryArgs) -> anyhow::Result<()> {
         snapshot,
         gauges: (count, mean, stddev),
     };
-    consume(Consumption {
-        subscription: Subscription {
-            topics: vec![args.source.transactions_topic.clone()],
-            first: None,
-            capacity: 10_000,
-        },
-        source: args.source,
-        group: args.group,
-        offsets: Box::new(FromBeginning),
-        sink,
-        batch_size: 5_000,
-        batch_linger: Duration::from_millis(100),
-        health,
-        metrics,
-        stop,
-    })
-    .await?;
-    let _ = tokio::time::timeout(Duration::from_secs(5), http).await;
-    Ok(())
+    replay
+        .run(args.source, args.group, args.http_addr, routes, sink)
+        .await
 }
 
 struct SummarySink {

@@ -7,7 +7,7 @@
 use sea_orm_migration::prelude::{
     DbErr, DeriveIden, DeriveMigrationName, ForeignKey, ForeignKeyAction, Index, Table, async_trait,
 };
-use sea_orm_migration::sea_query::ColumnDef;
+use sea_orm_migration::sea_query::{ColumnDef, TableCreateStatement};
 use sea_orm_migration::{MigrationTrait, SchemaManager};
 
 #[derive(DeriveMigrationName)]
@@ -48,61 +48,7 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(Transactions::Table)
                     .if_not_exists()
-                    .col(
-                        ColumnDef::new(Transactions::TransactionId)
-                            .string()
-                            .not_null()
-                            .primary_key(),
-                    )
-                    .col(
-                        ColumnDef::new(Transactions::AccountNumber)
-                            .string()
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(Transactions::TransactionReference)
-                            .string()
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(Transactions::TransactionDatetime)
-                            .timestamp_with_time_zone()
-                            .null(),
-                    )
-                    // 'DEPOSIT' or 'WITHDRAWAL'.
-                    .col(ColumnDef::new(Transactions::Kind).string_len(16).not_null())
-                    // Always > 0; the kind carries the sign.
-                    .col(
-                        ColumnDef::new(Transactions::AmountCents)
-                            .big_integer()
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(Transactions::Currency)
-                            .string_len(3)
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(Transactions::BranchId)
-                            .big_integer()
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(Transactions::Description)
-                            .string()
-                            .not_null(),
-                    )
-                    // Where the event was read from, for audits and replays.
-                    .col(
-                        ColumnDef::new(Transactions::SourcePartition)
-                            .integer()
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(Transactions::SourceOffset)
-                            .big_integer()
-                            .not_null(),
-                    )
+                    .with_transaction_columns()
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_transactions_customer")
@@ -166,58 +112,7 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(ParkedTransactions::Table)
                     .if_not_exists()
-                    .col(
-                        ColumnDef::new(Transactions::TransactionId)
-                            .string()
-                            .not_null()
-                            .primary_key(),
-                    )
-                    .col(
-                        ColumnDef::new(Transactions::AccountNumber)
-                            .string()
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(Transactions::TransactionReference)
-                            .string()
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(Transactions::TransactionDatetime)
-                            .timestamp_with_time_zone()
-                            .null(),
-                    )
-                    .col(ColumnDef::new(Transactions::Kind).string_len(16).not_null())
-                    .col(
-                        ColumnDef::new(Transactions::AmountCents)
-                            .big_integer()
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(Transactions::Currency)
-                            .string_len(3)
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(Transactions::BranchId)
-                            .big_integer()
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(Transactions::Description)
-                            .string()
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(Transactions::SourcePartition)
-                            .integer()
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(Transactions::SourceOffset)
-                            .big_integer()
-                            .not_null(),
-                    )
+                    .with_transaction_columns()
                     .to_owned(),
             )
             .await?;
@@ -261,6 +156,74 @@ impl MigrationTrait for Migration {
             )
             .await?;
         Ok(())
+    }
+}
+
+/// The columns of a transaction, shared by `transactions` and `parked_transactions` so that
+/// posting a parked row stays a plain INSERT ... SELECT.
+trait TransactionColumns {
+    fn with_transaction_columns(&mut self) -> &mut Self;
+}
+
+impl TransactionColumns for TableCreateStatement {
+    fn with_transaction_columns(&mut self) -> &mut Self {
+        self
+            // UUID text; the primary key, so a redelivery cannot insert twice.
+            .col(
+                ColumnDef::new(Transactions::TransactionId)
+                    .string()
+                    .not_null()
+                    .primary_key(),
+            )
+            .col(
+                ColumnDef::new(Transactions::AccountNumber)
+                    .string()
+                    .not_null(),
+            )
+            .col(
+                ColumnDef::new(Transactions::TransactionReference)
+                    .string()
+                    .not_null(),
+            )
+            .col(
+                ColumnDef::new(Transactions::TransactionDatetime)
+                    .timestamp_with_time_zone()
+                    .null(),
+            )
+            // 'DEPOSIT' or 'WITHDRAWAL'.
+            .col(ColumnDef::new(Transactions::Kind).string_len(16).not_null())
+            // Always > 0; the kind carries the sign.
+            .col(
+                ColumnDef::new(Transactions::AmountCents)
+                    .big_integer()
+                    .not_null(),
+            )
+            .col(
+                ColumnDef::new(Transactions::Currency)
+                    .string_len(3)
+                    .not_null(),
+            )
+            .col(
+                ColumnDef::new(Transactions::BranchId)
+                    .big_integer()
+                    .not_null(),
+            )
+            .col(
+                ColumnDef::new(Transactions::Description)
+                    .string()
+                    .not_null(),
+            )
+            // Where the event was read from, for audits and replays.
+            .col(
+                ColumnDef::new(Transactions::SourcePartition)
+                    .integer()
+                    .not_null(),
+            )
+            .col(
+                ColumnDef::new(Transactions::SourceOffset)
+                    .big_integer()
+                    .not_null(),
+            )
     }
 }
 
