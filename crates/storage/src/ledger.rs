@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{ArrayType, Expr, ExprTrait, OnConflict, Query, SimpleExpr};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, QueryResult,
-    Statement, TransactionTrait, Value,
+    SqlErr, Statement, TransactionTrait, Value,
 };
 
 /// A customer as the ledger stores it.
@@ -205,13 +205,15 @@ impl Ledger {
         let t1 = t0.elapsed();
         let inserted = insert_transactions(&txn, &unique).await?;
         let t2 = t0.elapsed();
-        applied.duplicates += (unique.len() - inserted.len()) as u64;
+        let posted: Vec<&(TransactionRow, bool)> = unique
+            .iter()
+            .zip(&inserted)
+            .filter_map(|(row, new)| new.then_some(row))
+            .collect();
+        applied.duplicates += (unique.len() - posted.len()) as u64;
 
         let mut deltas: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
-        for (row, _) in unique
-            .iter()
-            .filter(|(r, _)| inserted.contains(&r.transaction_id))
-        {
+        for (row, _) in posted.iter().copied() {
             let entry = deltas.entry(row.account_number.as_str()).or_default();
             entry.0 += row.signed_cents();
             entry.1 += 1;
@@ -223,10 +225,7 @@ impl Ledger {
                 (*account, after.get(*account).copied().unwrap_or(0) - delta)
             })
             .collect();
-        for (row, was_parked) in unique
-            .iter()
-            .filter(|(r, _)| inserted.contains(&r.transaction_id))
-        {
+        for (row, was_parked) in posted {
             let balance = running.entry(row.account_number.as_str()).or_default();
             *balance += row.signed_cents();
             applied.posted.push(Posted {
@@ -435,13 +434,32 @@ async fn park(txn: &DatabaseTransaction, rows: &[TransactionRow]) -> Result<u64,
     Ok(parked)
 }
 
-/// Inserts rows whose id is new; returns the ids actually inserted.
+/// Inserts rows whose id is new; returns, for each row, whether it was inserted.
 async fn insert_transactions(
     txn: &DatabaseTransaction,
     rows: &[(TransactionRow, bool)],
-) -> Result<HashSet<String>, DbErr> {
+) -> Result<Vec<bool>, DbErr> {
     if txn.get_database_backend() == DbBackend::Postgres {
-        return insert_transactions_unnest(txn, rows).await;
+        // Almost every batch has no duplicate: try a plain INSERT under a savepoint first. It
+        // skips ON CONFLICT's extra index probe per row and the RETURNING list, about a sixth
+        // of PostgreSQL's work; a batch with a duplicate rolls back to the savepoint and takes
+        // the careful path.
+        let attempt = txn.begin().await?;
+        match insert_transactions_unnest(&attempt, rows, UnnestMode::Plain).await {
+            Ok(_) => {
+                attempt.commit().await?;
+                return Ok(vec![true; rows.len()]);
+            }
+            Err(error) if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                attempt.rollback().await?;
+            }
+            Err(error) => return Err(error),
+        }
+        let inserted = insert_transactions_unnest(txn, rows, UnnestMode::SkipDuplicates).await?;
+        return Ok(rows
+            .iter()
+            .map(|(row, _)| inserted.contains(&row.transaction_id))
+            .collect());
     }
     let mut inserted = HashSet::with_capacity(rows.len());
     for chunk in rows.chunks(MAX_PARAMS / TX_COLUMNS.len()) {
@@ -457,7 +475,18 @@ async fn insert_transactions(
             inserted.insert(row.try_get::<String>("", "transaction_id")?);
         }
     }
-    Ok(inserted)
+    Ok(rows
+        .iter()
+        .map(|(row, _)| inserted.contains(&row.transaction_id))
+        .collect())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UnnestMode {
+    /// Fails on a duplicate id.
+    Plain,
+    /// Skips duplicate ids and returns the ids inserted.
+    SkipDuplicates,
 }
 
 /// PostgreSQL: one statement per chunk whatever its size, the columns passed as 11 arrays.
@@ -466,13 +495,19 @@ async fn insert_transactions(
 async fn insert_transactions_unnest(
     txn: &DatabaseTransaction,
     rows: &[(TransactionRow, bool)],
+    mode: UnnestMode,
 ) -> Result<HashSet<String>, DbErr> {
-    const SQL: &str = "INSERT INTO transactions (transaction_id, account_number, transaction_reference, \
+    const INSERT: &str = "INSERT INTO transactions (transaction_id, account_number, transaction_reference, \
         transaction_datetime, kind, amount_cents, currency, branch_id, description, source_partition, \
         source_offset) SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], \
-        $5::text[], $6::int8[], $7::text[], $8::int8[], $9::text[], $10::int4[], $11::int8[]) \
-        ON CONFLICT (transaction_id) DO NOTHING RETURNING transaction_id";
-    let mut inserted = HashSet::with_capacity(rows.len());
+        $5::text[], $6::int8[], $7::text[], $8::int8[], $9::text[], $10::int4[], $11::int8[])";
+    let sql = match mode {
+        UnnestMode::Plain => INSERT.to_owned(),
+        UnnestMode::SkipDuplicates => {
+            format!("{INSERT} ON CONFLICT (transaction_id) DO NOTHING RETURNING transaction_id")
+        }
+    };
+    let mut inserted = HashSet::new();
     for chunk in rows.chunks(20_000) {
         let column = |ty: ArrayType, f: &dyn Fn(&TransactionRow) -> Value| {
             Value::Array(
@@ -497,7 +532,11 @@ async fn insert_transactions_unnest(
             column(ArrayType::Int, &|r| r.source_partition.into()),
             column(ArrayType::BigInt, &|r| r.source_offset.into()),
         ];
-        let statement = Statement::from_sql_and_values(DbBackend::Postgres, SQL, values);
+        let statement = Statement::from_sql_and_values(DbBackend::Postgres, &sql, values);
+        if mode == UnnestMode::Plain {
+            txn.execute_raw(statement).await?;
+            continue;
+        }
         for row in txn.query_all_raw(statement).await? {
             inserted.insert(row.try_get::<String>("", "transaction_id")?);
         }

@@ -99,6 +99,10 @@ pub struct LedgerArgs {
         default_value_t = 200
     )]
     pub batch_linger_ms: u64,
+    /// Database writers working at once, each on its own connection: partition p of both topics
+    /// goes to writer p % writers. PostgreSQL only; SQLite always has a single writer.
+    #[arg(long = "writers", env = "LEDGER_WRITERS", default_value_t = 3, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=32))]
+    pub writers: usize,
     /// Address of the HTTP endpoint (/healthz, /readyz, /metrics).
     #[arg(long = "http-addr", env = "HTTP_ADDR", default_value = "0.0.0.0:9090")]
     pub http_addr: std::net::SocketAddr,

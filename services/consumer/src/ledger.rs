@@ -6,7 +6,7 @@
 //! signal -> commit what is held, leave the group, stop the HTTP server.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -16,7 +16,7 @@ use bank_storage::ledger::{
     Batch, CustomerRow, Ledger, TransactionRow, load_offsets, parked_count,
 };
 use chrono::{DateTime, Utc};
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, DbBackend};
 
 use crate::cli::LedgerArgs;
 use crate::health::Health;
@@ -44,7 +44,8 @@ pub struct Application {
 impl Application {
     pub async fn build(args: LedgerArgs) -> anyhow::Result<Application> {
         let database = bank_storage::connect::redact(&args.database.url);
-        let db = bank_storage::connect(&args.database.url, 4).await?;
+        // One connection per writer, plus one for offsets at assignment and the parked gauge.
+        let db = bank_storage::connect(&args.database.url, args.writers as u32 + 1).await?;
         bank_storage::migration::run(&db)
             .await
             .with_context(|| format!("migrating {database}"))?;
@@ -96,18 +97,26 @@ impl Application {
             group: args.group.clone(),
             runtime: tokio::runtime::Handle::current(),
         });
-        let sink = LedgerSink {
-            db: self.db.clone(),
-            ledger: Ledger::new(&args.group),
-            tuples: TupleLog::open(if args.no_tuple_log {
-                None
-            } else {
-                Some(&args.tuple_log)
-            })?,
-            metrics: self.metrics.clone(),
-            transactions_topic: source_args.transactions_topic.clone(),
-            customers_topic: source_args.customers_topic.clone(),
+        let tuples = Arc::new(Mutex::new(TupleLog::open(if args.no_tuple_log {
+            None
+        } else {
+            Some(&args.tuple_log)
+        })?));
+        let writers = match self.db.get_database_backend() {
+            DbBackend::Sqlite => 1,
+            _ => args.writers,
         };
+        tracing::info!(writers, "database writers");
+        let sinks = (0..writers)
+            .map(|_| LedgerSink {
+                db: self.db.clone(),
+                ledger: Ledger::new(&args.group),
+                tuples: tuples.clone(),
+                metrics: self.metrics.clone(),
+                transactions_topic: source_args.transactions_topic.clone(),
+                customers_topic: source_args.customers_topic.clone(),
+            })
+            .collect();
         crate::role::consume(crate::role::Consumption {
             source: source_args.clone(),
             group: args.group.clone(),
@@ -120,7 +129,7 @@ impl Application {
                 capacity: args.batch_size * 2,
             },
             offsets,
-            sink,
+            sinks,
             batch_size: args.batch_size,
             batch_linger: Duration::from_millis(args.batch_linger_ms),
             health: self.health.clone(),
@@ -160,7 +169,8 @@ impl OffsetStore for DatabaseOffsets {
 struct LedgerSink {
     db: DatabaseConnection,
     ledger: Ledger,
-    tuples: TupleLog,
+    /// Shared by the writers: one file, and accounts never span writers.
+    tuples: Arc<Mutex<TupleLog>>,
     metrics: Metrics,
     transactions_topic: String,
     customers_topic: String,
@@ -194,7 +204,8 @@ impl Sink for LedgerSink {
             })
             .inc_by(applied.posted.len() as u64);
         self.metrics.duplicates.inc_by(applied.duplicates);
-        if let Err(error) = self.tuples.record(&applied.posted) {
+        let mut tuples = self.tuples.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(error) = tuples.record(&applied.posted) {
             tracing::warn!(%error, "cannot write the tuple log");
         }
         Ok(())

@@ -1,7 +1,12 @@
 //! The async half of a consumer role: batches records, decodes and validates them, sends poison
-//! to dead-letter topics, hands the batch to the role's [`Sink`], and only then commits offsets
+//! to dead-letter topics, hands the batch to the role's [`Sink`]s, and only then commits offsets
 //! to Kafka. Transient failures (registry, dead-letter topic, database) are retried with a
 //! bounded backoff while the Kafka thread keeps the instance in its group.
+//!
+//! A role may have several sinks, each driven by its own writer task: partition `p` of every
+//! topic always goes to writer `p % writers`, so each partition is still applied in order, and a
+//! branch's customers and transactions (same partition number on both topics) meet in the same
+//! writer. With a database behind the sinks, that is what lets two backends work at once.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -60,7 +65,8 @@ pub struct Pipeline<S: Sink> {
     pub settings: BatchSettings,
     pub decoder: Arc<Decoder>,
     pub dead_letters: DeadLetters,
-    pub sink: S,
+    /// One per writer task (at least one).
+    pub sinks: Vec<S>,
     pub health: Arc<Health>,
     pub metrics: Metrics,
 }
@@ -77,30 +83,38 @@ enum ToWriter {
 const GRACE: Duration = Duration::from_secs(20);
 
 impl<S: Sink + 'static> Pipeline<S> {
-    /// Runs until `stop` is requested, then commits what it holds (bounded) and returns the sink
+    /// Runs until `stop` is requested, then commits what it holds (bounded) and returns the sinks
     /// and the last offsets committed, for a final commit to Kafka.
     ///
-    /// Two halves run concurrently: this task batches, decodes and dead-letters; a writer task
-    /// applies batches to the sink one after the other. While batch N is written, batch N+1 is
-    /// being prepared, so neither the database nor the decoding waits for the other.
-    pub async fn run(self, source: &mut Source, stop: Stop) -> (S, TopicPartitionList) {
+    /// The halves run concurrently: this task batches, decodes and dead-letters; each writer task
+    /// applies its share of every batch to its sink, one batch after the other. While batch N is
+    /// written, batch N+1 is being prepared, so neither the database nor the decoding waits for
+    /// the other.
+    pub async fn run(self, source: &mut Source, stop: Stop) -> (Vec<S>, TopicPartitionList) {
         let Pipeline {
             settings,
             decoder,
             dead_letters,
-            sink,
+            sinks,
             health,
             metrics,
         } = self;
-        let (to_writer, from_front) = tokio::sync::mpsc::channel(1);
-        let writer = tokio::spawn(write_loop(
-            sink,
-            from_front,
-            source.consumer.clone(),
-            health,
-            metrics.clone(),
-            stop.clone(),
-        ));
+        assert!(!sinks.is_empty(), "a pipeline needs at least one sink");
+        let mut to_writers = Vec::with_capacity(sinks.len());
+        let mut writers = Vec::with_capacity(sinks.len());
+        for sink in sinks {
+            let (to_writer, from_front) = tokio::sync::mpsc::channel(1);
+            to_writers.push(to_writer);
+            writers.push(tokio::spawn(write_loop(
+                sink,
+                from_front,
+                source.consumer.clone(),
+                health.clone(),
+                metrics.clone(),
+                stop.clone(),
+            )));
+        }
+        let to_writer = Writers(to_writers);
         let front = Front {
             settings,
             decoder,
@@ -141,10 +155,7 @@ impl<S: Sink + 'static> Pipeline<S> {
                         }
                         batch.retain(|r| r.generation == generation);
                         front.hand_over(&mut batch, source, true, &to_writer).await;
-                        let (written, wait) = tokio::sync::oneshot::channel();
-                        if to_writer.send(ToWriter::Barrier(written)).await.is_ok() {
-                            let _ = tokio::time::timeout(GRACE, wait).await;
-                        }
+                        let _ = tokio::time::timeout(GRACE, to_writer.barrier()).await;
                         deadline = None;
                         let _ = done.send(());
                     }
@@ -170,9 +181,52 @@ impl<S: Sink + 'static> Pipeline<S> {
             }
         }
         drop(to_writer);
-        match tokio::time::timeout(GRACE + Duration::from_secs(5), writer).await {
-            Ok(Ok(result)) => result,
-            _ => panic!("the ledger writer did not finish within its grace period"),
+        let mut sinks = Vec::with_capacity(writers.len());
+        let mut committed = TopicPartitionList::new();
+        let deadline = tokio::time::Instant::now() + GRACE + Duration::from_secs(5);
+        for writer in writers {
+            match tokio::time::timeout_at(deadline, writer).await {
+                Ok(Ok((sink, offsets))) => {
+                    sinks.push(sink);
+                    for element in offsets.elements() {
+                        let _ = committed.add_partition_offset(
+                            element.topic(),
+                            element.partition(),
+                            element.offset(),
+                        );
+                    }
+                }
+                _ => panic!("a writer did not finish within its grace period"),
+            }
+        }
+        (sinks, committed)
+    }
+}
+
+/// The front's side of the writer tasks' channels.
+struct Writers(Vec<tokio::sync::mpsc::Sender<ToWriter>>);
+
+impl Writers {
+    /// Hands each writer its share of the batch (`partition % writers`).
+    async fn send(&self, parts: Vec<Decoded>) {
+        for (writer, part) in self.0.iter().zip(parts) {
+            if part.records > 0 {
+                let _ = writer.send(ToWriter::Batch(part)).await;
+            }
+        }
+    }
+
+    /// Resolves once every writer has written everything it was handed before.
+    async fn barrier(&self) {
+        let mut waits = Vec::with_capacity(self.0.len());
+        for writer in &self.0 {
+            let (written, wait) = tokio::sync::oneshot::channel();
+            if writer.send(ToWriter::Barrier(written)).await.is_ok() {
+                waits.push(wait);
+            }
+        }
+        for wait in waits {
+            let _ = wait.await;
         }
     }
 }
@@ -261,7 +315,7 @@ impl Front {
         batch: &mut Vec<Record>,
         source: &Source,
         finishing: bool,
-        to_writer: &tokio::sync::mpsc::Sender<ToWriter>,
+        to_writer: &Writers,
     ) {
         if batch.is_empty() {
             return;
@@ -288,7 +342,7 @@ impl Front {
                 || (!finishing && source.generation.load(Ordering::SeqCst) != current)
         };
         let (decoded, poison) = loop {
-            match self.decode(&records).await {
+            match self.decode(&records, to_writer.0.len()).await {
                 Ok(result) => break result,
                 Err(error) => {
                     let wait = pause("decode", &error);
@@ -322,17 +376,21 @@ impl Front {
                 }
             }
         }
-        let _ = to_writer.send(ToWriter::Batch(decoded)).await;
+        to_writer.send(decoded).await;
     }
 
-    /// Splits records into valid events and poison. Fails only on a transient registry problem.
-    async fn decode(&self, records: &[Record]) -> anyhow::Result<(Decoded, Vec<DeadLetter>)> {
-        let mut decoded = Decoded {
-            records: records.len(),
-            ..Decoded::default()
-        };
+    /// Splits records into valid events, one [`Decoded`] per writer (`partition % writers`), and
+    /// poison. Fails only on a transient registry problem.
+    async fn decode(
+        &self,
+        records: &[Record],
+        writers: usize,
+    ) -> anyhow::Result<(Vec<Decoded>, Vec<DeadLetter>)> {
+        let mut parts: Vec<Decoded> = (0..writers).map(|_| Decoded::default()).collect();
         let mut poison = Vec::new();
         for record in records {
+            let decoded = &mut parts[record.partition.unsigned_abs() as usize % writers];
+            decoded.records += 1;
             let entry = decoded
                 .offsets
                 .entry((record.topic.clone(), record.partition))
@@ -390,6 +448,6 @@ impl Front {
                 });
             }
         }
-        Ok((decoded, poison))
+        Ok((parts, poison))
     }
 }

@@ -20,7 +20,8 @@ pub struct Consumption<S: Sink> {
     pub group: String,
     pub subscription: Subscription,
     pub offsets: Box<dyn OffsetStore>,
-    pub sink: S,
+    /// One per writer task; see [`crate::pipeline`] for how partitions are shared out.
+    pub sinks: Vec<S>,
     pub batch_size: usize,
     pub batch_linger: Duration,
     pub health: Arc<Health>,
@@ -28,8 +29,8 @@ pub struct Consumption<S: Sink> {
     pub stop: Stop,
 }
 
-/// Consumes until `stop` is requested; returns the sink.
-pub async fn consume<S: Sink + 'static>(role: Consumption<S>) -> anyhow::Result<S> {
+/// Consumes until `stop` is requested; returns the sinks.
+pub async fn consume<S: Sink + 'static>(role: Consumption<S>) -> anyhow::Result<Vec<S>> {
     let registry = Registry::new(&role.source.registry.registry_config()?)?;
     let decoder = Arc::new(Decoder::new(Arc::new(registry)));
     let kafka_config =
@@ -52,13 +53,13 @@ pub async fn consume<S: Sink + 'static>(role: Consumption<S>) -> anyhow::Result<
         },
         decoder,
         dead_letters: DeadLetters::new(&role.source.kafka.client_config()?)?,
-        sink: role.sink,
+        sinks: role.sinks,
         health: role.health,
         metrics: role.metrics,
     };
-    let (sink, committed) = pipeline.run(&mut source, role.stop).await;
+    let (sinks, committed) = pipeline.run(&mut source, role.stop).await;
     source.close(Some(committed)).await;
-    Ok(sink)
+    Ok(sinks)
 }
 
 /// Offsets for roles that rebuild their state from the whole topic at every start.
@@ -131,7 +132,8 @@ impl Replay {
             source,
             group,
             offsets: Box::new(FromBeginning),
-            sink,
+            // One writer: the role's state spans every partition.
+            sinks: vec![sink],
             batch_size: 5_000,
             batch_linger: Duration::from_millis(100),
             health: self.health,

@@ -4,12 +4,16 @@
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
 mod m0001_ledger;
+mod m0002_binary_keys;
 
 pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m0001_ledger::Migration)]
+        vec![
+            Box::new(m0001_ledger::Migration),
+            Box::new(m0002_binary_keys::Migration),
+        ]
     }
 }
 
