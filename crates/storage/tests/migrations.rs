@@ -95,5 +95,30 @@ async fn migrations_apply_to_postgres() {
         .expect("the PostgreSQL of the native stack (make stack-up) or DATABASE_URL");
     let db = bank_storage::connect(&url, 2).await.unwrap();
     check_schema(&db).await;
+    // Keys compare bytewise (m0002): the cluster's linguistic collation made every index probe
+    // on them a strcoll call.
+    let rows = db
+        .query_all_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT table_name || '.' || column_name AS col, collation_name \
+             FROM information_schema.columns \
+             WHERE column_name IN ('account_number', 'transaction_id') \
+             AND table_schema = 'public' ORDER BY 1",
+        ))
+        .await
+        .unwrap();
+    let collations: Vec<(String, Option<String>)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.try_get("", "col").unwrap(),
+                r.try_get("", "collation_name").unwrap(),
+            )
+        })
+        .collect();
+    assert!(collations.len() >= 6, "{collations:?}");
+    for (column, collation) in &collations {
+        assert_eq!(collation.as_deref(), Some("C"), "{column} collation");
+    }
     db.close().await.unwrap();
 }

@@ -89,8 +89,9 @@ pub struct LedgerArgs {
     pub group: String,
     #[command(flatten)]
     pub database: DatabaseArgs,
-    /// Most records per database transaction.
-    #[arg(long = "batch-size", env = "BATCH_SIZE", default_value_t = 5000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    /// Most records read per batch; a batch is split among the writers, one database
+    /// transaction each.
+    #[arg(long = "batch-size", env = "BATCH_SIZE", default_value_t = 20_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub batch_size: usize,
     /// Longest wait, in milliseconds, for a batch to fill before it is committed anyway.
     #[arg(

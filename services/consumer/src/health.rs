@@ -24,6 +24,10 @@ impl Health {
             .store(partitions, Ordering::Relaxed);
     }
 
+    pub fn assigned(&self) -> usize {
+        self.assigned_partitions.load(Ordering::Relaxed)
+    }
+
     /// `Ok` when ready, else the reasons it is not.
     pub fn readiness(&self) -> Result<(), Vec<&'static str>> {
         let mut problems = Vec::new();

@@ -80,6 +80,10 @@ async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
         .metrics
         .ready
         .set(i64::from(state.health.readiness().is_ok()));
+    state
+        .metrics
+        .assigned_partitions
+        .set(i64::try_from(state.health.assigned()).unwrap_or(i64::MAX));
     let mut body = String::new();
     match prometheus_client::encoding::text::encode(&mut body, &state.registry) {
         Ok(()) => (

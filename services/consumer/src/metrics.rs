@@ -36,6 +36,7 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     pub lag: Family<PartitionLabels, Gauge>,
     pub ready: Gauge,
+    pub assigned_partitions: Gauge,
     pub retries: Family<OperationLabel, Counter>,
 }
 
@@ -57,6 +58,7 @@ impl Metrics {
             commit_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             lag: Family::default(),
             ready: Gauge::default(),
+            assigned_partitions: Gauge::default(),
             retries: Family::default(),
         };
         let bank = registry.sub_registry_with_prefix("bank");
@@ -104,6 +106,11 @@ impl Metrics {
             "ready",
             "1 when /readyz would answer 200",
             metrics.ready.clone(),
+        );
+        bank.register(
+            "assigned_partitions",
+            "Partitions (branches, both topics) this instance owns",
+            metrics.assigned_partitions.clone(),
         );
         bank.register(
             "retries",
