@@ -493,7 +493,7 @@ async fn insert_transactions(
         && rows
             .iter()
             .all(|(row, _)| row.transaction_datetime.is_some());
-    if unnest {
+    let inserted = if unnest {
         // Almost every batch has no duplicate: try a plain INSERT under a savepoint first. It
         // skips ON CONFLICT's extra index probe per row and the RETURNING list, about a sixth
         // of PostgreSQL's work; a batch with a duplicate rolls back to the savepoint and takes
@@ -509,12 +509,22 @@ async fn insert_transactions(
             }
             Err(error) => return Err(error),
         }
-        let inserted = insert_transactions_unnest(txn, rows, UnnestMode::SkipDuplicates).await?;
-        return Ok(rows
-            .iter()
-            .map(|(row, _)| inserted.contains(&row.transaction_id))
-            .collect());
-    }
+        insert_transactions_unnest(txn, rows, UnnestMode::SkipDuplicates).await?
+    } else {
+        insert_transactions_values(txn, rows).await?
+    };
+    Ok(rows
+        .iter()
+        .map(|(row, _)| inserted.contains(&row.transaction_id))
+        .collect())
+}
+
+/// Any backend: multi-row `INSERT ... ON CONFLICT DO NOTHING RETURNING`, chunked under the
+/// bind-parameter limit; returns the ids inserted.
+async fn insert_transactions_values(
+    txn: &DatabaseTransaction,
+    rows: &[(TransactionRow, bool)],
+) -> Result<HashSet<String>, DbErr> {
     let mut inserted = HashSet::with_capacity(rows.len());
     for chunk in rows.chunks(MAX_PARAMS / TX_COLUMNS.len()) {
         let mut insert = Query::insert();
@@ -529,10 +539,7 @@ async fn insert_transactions(
             inserted.insert(row.try_get::<String>("", "transaction_id")?);
         }
     }
-    Ok(rows
-        .iter()
-        .map(|(row, _)| inserted.contains(&row.transaction_id))
-        .collect())
+    Ok(inserted)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -43,10 +43,7 @@ async fn assigned(port: u16) -> u64 {
         return 0;
     };
     let body = response.text().await.unwrap_or_default();
-    body.lines()
-        .find_map(|l| l.strip_prefix("bank_assigned_partitions "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+    metric_value(&body, "bank_assigned_partitions").unwrap_or(0.0) as u64
 }
 
 #[tokio::test]

@@ -158,11 +158,16 @@ impl TestLedger {
     /// The value of an un-labelled metric line such as `bank_duplicates_skipped_total`.
     pub async fn metric(&self, name: &str) -> Option<f64> {
         let (_, body) = self.get("/metrics").await;
-        body.lines()
-            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
+        metric_value(&body, name)
     }
+}
+
+/// The value of the un-labelled metric `name` in a `/metrics` body.
+pub fn metric_value(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
 }
 
 /// What the ledger database holds.
