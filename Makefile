@@ -15,8 +15,13 @@ export SCHEMA_REGISTRY_URL ?= http://127.0.0.1:8081/apis/ccompat/v7
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
+.PHONY: prereqs
+prereqs: ## Check (and, as root, install) the Debian packages the build and the stack need
+	bash dev/prereqs.sh test
+
 .PHONY: build
 build: ## Build the producer and consumer (debug)
+	bash dev/prereqs.sh build
 	$(CARGO) build --workspace --all-targets
 
 .PHONY: release
@@ -29,7 +34,7 @@ lint: ## cargo fmt --check and clippy -D warnings
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 .PHONY: test
-test: build stack-up interop-env ## Start the native stack if needed, run every test against it
+test: prereqs build stack-up interop-env ## Start the native stack if needed, run every test against it
 	$(CARGO) test --workspace
 	$(VENV)/bin/python -m pytest -q tests/interop
 	bash dev/lint-deploy.sh
@@ -57,6 +62,7 @@ $(VENV)/.installed: tests/interop/requirements.txt
 
 .PHONY: demo
 demo: ## The main job: stack up, produce 1000 tx / 20 customers, ledger until caught up, reconcile
+	bash dev/prereqs.sh stack
 	bash dev/demo.sh
 
 .PHONY: roundtrip
@@ -68,6 +74,7 @@ roundtrip: stack-up ## Main job (for now): register schemas, produce one event o
 
 .PHONY: stack-up
 stack-up: ## Start Kafka, the schema registry and PostgreSQL natively (idempotent)
+	bash dev/prereqs.sh stack
 	bash dev/stack.sh up
 
 .PHONY: stack-down

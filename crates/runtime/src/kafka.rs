@@ -177,6 +177,31 @@ fn redact_line(line: &str) -> String {
 mod tests {
     use super::*;
 
+    /// librdkafka is built with its configure script and without libcurl (so a fresh machine
+    /// needs no CMake and no curl headers): TLS and every SASL mechanism must still be in.
+    #[test]
+    fn librdkafka_has_tls_and_sasl_built_in() {
+        let native = rdkafka::ClientConfig::new()
+            .create_native_config()
+            .expect("default config");
+        let features = native.get("builtin.features").expect("builtin.features");
+        let features: Vec<&str> = features.split(',').collect();
+        for wanted in ["ssl", "sasl_plain", "sasl_scram", "sasl_oauthbearer", "gzip", "lz4", "snappy"] {
+            assert!(
+                features.contains(&wanted),
+                "librdkafka lacks {wanted}: {features:?}"
+            );
+        }
+        let client: Result<rdkafka::producer::BaseProducer, _> = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:1")
+            .set("security.protocol", "SASL_SSL")
+            .set("sasl.mechanism", "SCRAM-SHA-512")
+            .set("sasl.username", "u")
+            .set("sasl.password", "p")
+            .create();
+        assert!(client.is_ok(), "a SASL_SSL client can be configured");
+    }
+
     #[test]
     fn file_then_flags_and_secrets_hidden() {
         let dir = std::env::temp_dir().join(format!("bank-runtime-{}", std::process::id()));
