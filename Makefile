@@ -39,6 +39,10 @@ test: prereqs build stack-up interop-env ## Start the native stack if needed, ru
 	$(VENV)/bin/python -m pytest -q tests/interop
 	bash dev/lint-deploy.sh
 
+.PHONY: chaos
+chaos: stack-up ## The chaos suite at full size: 200,000 transactions per scenario, release build
+	CHAOS_TRANSACTIONS=$${CHAOS_TRANSACTIONS:-200000} $(CARGO) test --release -p consumer --test chaos -- --nocapture
+
 .PHONY: bench
 bench: bench-producer bench-consumer ## Both benchmarks (release builds, native stack)
 

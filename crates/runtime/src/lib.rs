@@ -5,8 +5,10 @@
 //! - [`kafka`]: connection flags (`-b`, `--kafka-config`, properties files) into rdkafka configs;
 //! - [`registry`]: schema registry flags (`-s`, credentials from the environment or a file);
 //! - [`telemetry`]: the tracing subscriber;
-//! - [`shutdown`]: SIGINT/SIGTERM as a future.
+//! - [`shutdown`]: SIGINT/SIGTERM and the stop signal every task selects on;
+//! - [`backoff`]: the one retry pause.
 
+pub mod backoff;
 pub mod kafka;
 pub mod registry;
 pub mod shutdown;

@@ -24,10 +24,11 @@ pub async fn signal() {
     }
 }
 
-/// A stop request that synchronous loops can check cheaply and wait on with a bound.
+/// A stop request, shared by every task and thread of a service (after mini-redis' `Shutdown`).
 ///
-/// Async code awaits [`signal`]; blocking loops (a producer's send loop, say) hold a `Stop`,
-/// check [`Stop::is_requested`] per iteration, and pause with [`Stop::wait_timeout`], which
+/// Async tasks `select!` on [`Stop::requested`], which completes once a stop is requested, so
+/// nobody polls a flag on a timer; blocking loops (the Kafka polling thread, a producer's send
+/// loop) check [`Stop::is_requested`] per iteration and pause with [`Stop::wait_timeout`], which
 /// returns early when a stop is requested, so a pause never delays shutdown.
 #[derive(Debug, Clone, Default)]
 pub struct Stop {
@@ -39,6 +40,7 @@ struct StopInner {
     requested: std::sync::atomic::AtomicBool,
     lock: std::sync::Mutex<()>,
     wakeup: std::sync::Condvar,
+    notify: tokio::sync::Notify,
 }
 
 impl Stop {
@@ -52,12 +54,25 @@ impl Stop {
             .store(true, std::sync::atomic::Ordering::SeqCst);
         let _guard = self.inner.lock.lock();
         self.inner.wakeup.notify_all();
+        self.inner.notify.notify_waiters();
+    }
+
+    /// Completes once a stop is requested (at once if it already was).
+    pub async fn requested(&self) {
+        loop {
+            // Registered before the check, so a request between the two is not missed.
+            let notified = self.inner.notify.notified();
+            if self.is_requested() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     pub fn is_requested(&self) -> bool {
         self.inner
             .requested
-            .load(std::sync::atomic::Ordering::Relaxed)
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Waits `duration` or until a stop is requested; returns whether one was.
@@ -91,6 +106,26 @@ impl Stop {
 mod tests {
     use super::*;
     use std::time::{Duration, Instant};
+
+    #[tokio::test]
+    async fn requested_completes_on_request() {
+        let stop = Stop::new();
+        let waiter = tokio::spawn({
+            let stop = stop.clone();
+            async move { stop.requested().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        stop.request();
+        tokio::time::timeout(Duration::from_secs(30), waiter)
+            .await
+            .expect("woke on request")
+            .unwrap();
+        // And at once when it already was.
+        tokio::time::timeout(Duration::from_secs(30), stop.requested())
+            .await
+            .expect("already requested");
+    }
 
     #[test]
     fn wait_returns_early_on_request() {

@@ -23,3 +23,33 @@ pub fn init() {
         builder.try_init()
     };
 }
+
+/// Exit code of a process ended by a panic (EX_SOFTWARE: an internal error).
+pub const PANIC_EXIT_CODE: i32 = 70;
+
+/// Makes a panic anywhere (any thread, any task) end the process at once with one ERROR line
+/// and exit code [`PANIC_EXIT_CODE`]. Without it a panicking tokio task or the Kafka polling
+/// thread dies alone and the process lingers, alive but doing nothing, which no supervisor
+/// restarts. Binaries call this at start; in-process tests do not.
+pub fn exit_on_panic() {
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".to_owned());
+        tracing::error!(
+            thread = thread.name().unwrap_or("unnamed"),
+            location,
+            message,
+            "panic: a bug; exiting with code {PANIC_EXIT_CODE}"
+        );
+        std::process::exit(PANIC_EXIT_CODE);
+    }));
+}

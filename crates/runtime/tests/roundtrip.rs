@@ -45,6 +45,7 @@ async fn events_round_trip_through_kafka_and_the_registry() {
             nanos: 0,
         }),
         branch_id: 2,
+        updated_at: None,
     };
     let transaction = Transaction {
         transaction_id: uuid::Uuid::new_v4().to_string(),

@@ -3,16 +3,21 @@
 //! This is where exactly-once is decided. A batch carries customers, transactions and the next
 //! Kafka offset of every partition it covers; [`apply`] writes all of it or none of it:
 //!
-//! 1. customers are upserted (an empty name never overwrites a known one) and get an account row;
+//! 0. the share is fenced: for every partition it covers, the stored next offset must be the one
+//!    the share continues from (compare-and-set, in the same transaction), so a former owner of
+//!    the partition, or a share left over from before a rebalance, can never write;
+//! 1. customers are upserted, newer version wins (see migration m0003; an empty name never
+//!    overwrites a known one), and get an account row;
 //! 2. transactions parked for customers that just arrived (or that this writer sees for the
-//!    first time) are taken out of the parking lot and go first, in the order they were consumed;
+//!    first time) are taken out of the parking lot (`DELETE ... RETURNING`: a row leaves the lot
+//!    only together with its posting) and go first, in the order they were consumed;
 //! 3. transactions whose customer is still unknown are parked (the foreign key always holds);
 //! 4. the rest are inserted; a transaction id already in the ledger is skipped (PostgreSQL tries
 //!    a plain multi-row INSERT under a savepoint and, only if it hits a duplicate, redoes it with
 //!    `ON CONFLICT (transaction_id) DO NOTHING RETURNING`): only rows actually inserted move a
 //!    balance, so a redelivered or replayed transaction counts once;
 //! 5. balances move by the sum of the inserted rows' signed amounts;
-//! 6. the partitions' next offsets are stored, never moving backwards.
+//! 6. the partitions' next offsets are stored (step 0 did it, under the same row lock).
 //!
 //! A crash before the commit loses the whole batch, offsets included, so it is consumed again;
 //! a crash after it leaves nothing to redo. Statements are multi-row and chunked under the
@@ -23,6 +28,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{ArrayType, Expr, ExprTrait, OnConflict, Query, SimpleExpr};
+
+pub use crate::error::ApplyError;
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, QueryResult,
     SqlErr, Statement, TransactionTrait, Value,
@@ -37,6 +44,21 @@ pub struct CustomerRow {
     pub email: String,
     pub created_at: Option<DateTime<Utc>>,
     pub branch_id: i64,
+    /// The event's `updated_at`, its version (absent: older than any versioned event).
+    pub updated_at: Option<DateTime<Utc>>,
+    pub source_partition: i32,
+    pub source_offset: i64,
+}
+
+impl CustomerRow {
+    /// The total order "newer wins" follows (see migration m0003).
+    pub fn version(&self) -> (i64, i32, i64) {
+        (
+            self.updated_at.map_or(i64::MIN, |at| at.timestamp_micros()),
+            self.source_partition,
+            self.source_offset,
+        )
+    }
 }
 
 /// A transaction as the ledger stores it.
@@ -74,8 +96,18 @@ pub struct Batch {
     pub customers: Vec<CustomerRow>,
     /// In consumption order within each partition.
     pub transactions: Vec<TransactionRow>,
-    /// `(topic, partition) -> next offset to consume`.
-    pub offsets: BTreeMap<(String, i32), i64>,
+    /// `(topic, partition) ->` the stored offset this batch continues from and the next one.
+    pub offsets: BTreeMap<(String, i32), OffsetSpan>,
+}
+
+/// What a batch moves a partition's stored offset from and to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetSpan {
+    /// The next offset the database must hold for this batch to apply: the offset the partition
+    /// was read from, or `None` when it was read from the beginning because nothing was stored.
+    pub expected: Option<i64>,
+    /// The next offset to consume once this batch is applied.
+    pub next: i64,
 }
 
 impl Batch {
@@ -111,6 +143,19 @@ pub struct Applied {
 
 /// Bind parameters per statement: SQLite allows 32766, PostgreSQL 65535.
 const MAX_PARAMS: usize = 30_000;
+
+/// The columns of `customers` the ledger writes, in the order of [`upsert_customers`]' values.
+const CUSTOMER_COLUMNS: [&str; 9] = [
+    "account_number",
+    "first_name",
+    "last_name",
+    "email",
+    "created_at",
+    "branch_id",
+    "version_micros",
+    "source_partition",
+    "source_offset",
+];
 
 const TX_COLUMNS: [&str; 11] = [
     "transaction_id",
@@ -160,57 +205,42 @@ impl Ledger {
         self
     }
 
-    /// Applies `batch` atomically. On error nothing was written and the batch may be retried.
+    /// Applies `batch` atomically. On error nothing was written; [`ApplyError::is_transient`]
+    /// says whether the same batch may be offered again.
     pub async fn apply(
         &mut self,
         db: &DatabaseConnection,
         batch: &Batch,
-    ) -> Result<Applied, DbErr> {
+    ) -> Result<Applied, ApplyError> {
         let txn = db.begin().await?;
+        // First, so that a stale share stops before doing any work, and so that the offset
+        // rows' locks serialize two writers of one partition until the first one commits.
+        advance_offsets(&txn, &self.group, &batch.offsets).await?;
         let mut applied = Applied::default();
-        let mut newly_known = Vec::new();
 
         let customers = dedupe_customers(&batch.customers);
         applied.customers = customers.len() as u64;
         upsert_customers(&txn, &customers).await?;
-        for c in &customers {
-            if !self.known_customers.contains(&c.account_number) {
-                newly_known.push(c.account_number.clone());
-            }
-        }
-
-        let mut unknown: Vec<String> = batch
-            .transactions
+        let newly_known: Vec<String> = customers
             .iter()
-            .map(|t| t.account_number.clone())
-            .filter(|a| !self.known_customers.contains(a) && !newly_known.contains(a))
-            .collect::<HashSet<_>>()
-            .into_iter()
+            .map(|c| c.account_number.clone())
+            .filter(|a| !self.known_customers.contains(a))
             .collect();
-        unknown.sort();
-        let existing = existing_customers(&txn, &unknown).await?;
+        let existing = self.existing_unknown(&txn, batch, &newly_known).await?;
 
         // Parked transactions of customers that may just have arrived go first: customers in
         // this batch, customers this writer sees for the first time (another writer may have
         // parked their early transactions) and, now and then, any parked row whose customer
         // exists (see SWEEP_EVERY).
         let mut unpark: Vec<String> = newly_known.iter().chain(&existing).cloned().collect();
-        if self
-            .last_sweep
-            .is_none_or(|at| at.elapsed() >= self.sweep_every)
-        {
+        if self.sweep_due() {
             unpark.extend(parked_with_customer(&txn).await?);
-            self.last_sweep = Some(Instant::now());
         }
-        unpark.sort();
-        unpark.dedup();
-        let mut to_insert: Vec<(TransactionRow, bool)> = Vec::new();
-        if !unpark.is_empty() {
-            for row in take_parked(&txn, &unpark).await? {
-                to_insert.push((row, true));
-            }
-        }
-
+        let mut to_insert: Vec<(TransactionRow, bool)> = take_parked(&txn, &unpark)
+            .await?
+            .into_iter()
+            .map(|row| (row, true))
+            .collect();
         let mut to_park = Vec::new();
         for tx in &batch.transactions {
             let known = self.known_customers.contains(&tx.account_number)
@@ -223,61 +253,121 @@ impl Ledger {
             }
         }
         applied.parked = park(&txn, &to_park).await?;
-
-        // Within a batch the first copy of an id wins; the database rejects ids it already has.
-        let mut seen = HashSet::new();
-        let mut unique = Vec::with_capacity(to_insert.len());
-        for (row, was_parked) in to_insert {
-            if seen.insert(row.transaction_id.clone()) {
-                unique.push((row, was_parked));
-            } else {
-                applied.duplicates += 1;
-            }
-        }
-        let inserted = insert_transactions(&txn, &unique).await?;
-        let posted: Vec<&(TransactionRow, bool)> = unique
-            .iter()
-            .zip(&inserted)
-            .filter_map(|(row, new)| new.then_some(row))
-            .collect();
-        applied.duplicates += (unique.len() - posted.len()) as u64;
-
-        let mut deltas: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
-        for (row, _) in posted.iter().copied() {
-            let entry = deltas.entry(row.account_number.as_str()).or_default();
-            entry.0 += row.signed_cents();
-            entry.1 += 1;
-        }
-        let after = move_balances(&txn, &deltas).await?;
-        let mut running: HashMap<&str, i64> = deltas
-            .iter()
-            .map(|(account, (delta, _))| {
-                (*account, after.get(*account).copied().unwrap_or(0) - delta)
-            })
-            .collect();
-        for (row, was_parked) in posted {
-            let balance = running.entry(row.account_number.as_str()).or_default();
-            *balance += row.signed_cents();
-            applied.posted.push(Posted {
-                transaction_id: row.transaction_id.clone(),
-                account_number: row.account_number.clone(),
-                signed_cents: row.signed_cents(),
-                balance_after_cents: *balance,
-                was_parked: *was_parked,
-            });
-        }
-
-        store_offsets(&txn, &self.group, &batch.offsets).await?;
+        post(&txn, to_insert, &mut applied).await?;
         txn.commit().await?;
         self.known_customers.extend(newly_known);
         self.known_customers.extend(existing);
         Ok(applied)
     }
+
+    /// Posts parked transactions whose customer is in the ledger. The writer calls this on a
+    /// timer, so such rows are posted within the sweep interval even when no traffic comes.
+    pub async fn sweep(&mut self, db: &DatabaseConnection) -> Result<Applied, ApplyError> {
+        self.last_sweep = Some(Instant::now());
+        let txn = db.begin().await?;
+        let accounts = parked_with_customer(&txn).await?;
+        let mut applied = Applied::default();
+        if accounts.is_empty() {
+            txn.rollback().await?;
+            return Ok(applied);
+        }
+        let rows = take_parked(&txn, &accounts).await?;
+        post(&txn, rows.into_iter().map(|r| (r, true)).collect(), &mut applied).await?;
+        txn.commit().await?;
+        self.known_customers.extend(accounts);
+        Ok(applied)
+    }
+
+    /// How often [`Ledger::sweep`] is due.
+    pub fn sweep_interval(&self) -> Duration {
+        self.sweep_every
+    }
+
+    fn sweep_due(&mut self) -> bool {
+        let due = self
+            .last_sweep
+            .is_none_or(|at| at.elapsed() >= self.sweep_every);
+        if due {
+            self.last_sweep = Some(Instant::now());
+        }
+        due
+    }
+
+    /// Accounts of `batch`'s transactions that this writer does not know yet but that have a
+    /// customer in the database.
+    async fn existing_unknown(
+        &self,
+        txn: &DatabaseTransaction,
+        batch: &Batch,
+        newly_known: &[String],
+    ) -> Result<HashSet<String>, DbErr> {
+        let mut unknown: Vec<String> = batch
+            .transactions
+            .iter()
+            .map(|t| t.account_number.clone())
+            .filter(|a| !self.known_customers.contains(a) && !newly_known.contains(a))
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        unknown.sort();
+        existing_customers(txn, &unknown).await
+    }
+}
+
+/// Inserts `to_insert` (first copy of an id wins; ids already in the ledger are skipped), moves
+/// the balances by what was inserted, and records each posting with its running balance.
+async fn post(
+    txn: &DatabaseTransaction,
+    to_insert: Vec<(TransactionRow, bool)>,
+    applied: &mut Applied,
+) -> Result<(), DbErr> {
+    let mut seen = HashSet::new();
+    let mut unique = Vec::with_capacity(to_insert.len());
+    for (row, was_parked) in to_insert {
+        if seen.insert(row.transaction_id.clone()) {
+            unique.push((row, was_parked));
+        } else {
+            applied.duplicates += 1;
+        }
+    }
+    let inserted = insert_transactions(txn, &unique).await?;
+    let posted: Vec<&(TransactionRow, bool)> = unique
+        .iter()
+        .zip(&inserted)
+        .filter_map(|(row, new)| new.then_some(row))
+        .collect();
+    applied.duplicates += (unique.len() - posted.len()) as u64;
+
+    let mut deltas: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+    for (row, _) in posted.iter().copied() {
+        let entry = deltas.entry(row.account_number.as_str()).or_default();
+        entry.0 += row.signed_cents();
+        entry.1 += 1;
+    }
+    let after = move_balances(txn, &deltas).await?;
+    let mut running: HashMap<&str, i64> = deltas
+        .iter()
+        .map(|(account, (delta, _))| {
+            (*account, after.get(*account).copied().unwrap_or(0) - delta)
+        })
+        .collect();
+    for (row, was_parked) in posted {
+        let balance = running.entry(row.account_number.as_str()).or_default();
+        *balance += row.signed_cents();
+        applied.posted.push(Posted {
+            transaction_id: row.transaction_id.clone(),
+            account_number: row.account_number.clone(),
+            signed_cents: row.signed_cents(),
+            balance_after_cents: *balance,
+            was_parked: *was_parked,
+        });
+    }
+    Ok(())
 }
 
 /// The stored next offsets of `group` for the given partitions (absent: never consumed).
 pub async fn load_offsets(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     group: &str,
     partitions: &[(String, i32)],
 ) -> Result<HashMap<(String, i32), i64>, DbErr> {
@@ -312,10 +402,13 @@ pub async fn parked_count(db: &impl ConnectionTrait) -> Result<u64, DbErr> {
     Ok(count as u64)
 }
 
-/// The last copy of each customer in the batch, keeping non-empty names over empty ones.
+/// One row per account: the newest version, with non-empty names of older versions filling
+/// empty ones (and the oldest known `created_at`). Independent of the order within the batch.
 fn dedupe_customers(customers: &[CustomerRow]) -> Vec<CustomerRow> {
+    let mut sorted: Vec<&CustomerRow> = customers.iter().collect();
+    sorted.sort_by_key(|c| c.version());
     let mut by_account: BTreeMap<&str, CustomerRow> = BTreeMap::new();
-    for c in customers {
+    for c in sorted {
         match by_account.get_mut(c.account_number.as_str()) {
             Some(known) => {
                 let keep = |new: &String, old: &String| {
@@ -350,17 +443,14 @@ async fn upsert_customers(
             "CASE WHEN excluded.{col} <> '' THEN excluded.{col} ELSE customers.{col} END"
         ))
     };
-    for chunk in customers.chunks(MAX_PARAMS / 6) {
+    let version = |table: &str| {
+        format!("({table}.version_micros, {table}.source_partition, {table}.source_offset)")
+    };
+    for chunk in customers.chunks(MAX_PARAMS / CUSTOMER_COLUMNS.len()) {
         let mut insert = Query::insert();
-        insert.into_table("customers").columns([
-            "account_number",
-            "first_name",
-            "last_name",
-            "email",
-            "created_at",
-            "branch_id",
-        ]);
+        insert.into_table("customers").columns(CUSTOMER_COLUMNS);
         for c in chunk {
+            let (version_micros, partition, offset) = c.version();
             insert.values_panic([
                 c.account_number.clone().into(),
                 c.first_name.clone().into(),
@@ -368,8 +458,12 @@ async fn upsert_customers(
                 c.email.clone().into(),
                 c.created_at.into(),
                 c.branch_id.into(),
+                version_micros.into(),
+                partition.into(),
+                offset.into(),
             ]);
         }
+        // Newer wins: an older version (a replay, a former owner) changes nothing.
         insert.on_conflict(
             OnConflict::column("account_number")
                 .values([
@@ -381,7 +475,15 @@ async fn upsert_customers(
                         Expr::cust("COALESCE(customers.created_at, excluded.created_at)"),
                     ),
                     ("branch_id", Expr::cust("excluded.branch_id")),
+                    ("version_micros", Expr::cust("excluded.version_micros")),
+                    ("source_partition", Expr::cust("excluded.source_partition")),
+                    ("source_offset", Expr::cust("excluded.source_offset")),
                 ])
+                .action_and_where(Expr::cust(format!(
+                    "{} > {}",
+                    version("excluded"),
+                    version("customers")
+                )))
                 .to_owned(),
         );
         txn.execute(&insert).await?;
@@ -440,31 +542,29 @@ async fn parked_with_customer(txn: &DatabaseTransaction) -> Result<Vec<String>, 
         .collect()
 }
 
-/// Removes and returns the parked transactions of `accounts`, oldest first.
+/// Removes and returns the parked transactions of `accounts`, oldest first. One statement
+/// (`DELETE ... RETURNING`) per chunk: a row leaves the lot only with the caller's posting of
+/// it, in the same transaction, and a row parked meanwhile by another writer is either seen
+/// and returned, or stays parked; never deleted unseen.
 async fn take_parked(
     txn: &DatabaseTransaction,
     accounts: &[String],
 ) -> Result<Vec<TransactionRow>, DbErr> {
+    let mut accounts = accounts.to_vec();
+    accounts.sort();
+    accounts.dedup();
     let mut rows = Vec::new();
     for chunk in accounts.chunks(MAX_PARAMS) {
-        let select = Query::select()
-            .columns(TX_COLUMNS)
-            .from("parked_transactions")
+        let delete = Query::delete()
+            .from_table("parked_transactions")
             .and_where(Expr::col("account_number").is_in(chunk.iter().cloned()))
-            .order_by("source_partition", sea_orm::Order::Asc)
-            .order_by("source_offset", sea_orm::Order::Asc)
+            .returning(Query::returning().columns(TX_COLUMNS))
             .to_owned();
-        for row in txn.query_all(&select).await? {
+        for row in txn.query_all(&delete).await? {
             rows.push(transaction_from_row(&row)?);
         }
-        if !rows.is_empty() {
-            let delete = Query::delete()
-                .from_table("parked_transactions")
-                .and_where(Expr::col("account_number").is_in(chunk.iter().cloned()))
-                .to_owned();
-            txn.execute(&delete).await?;
-        }
     }
+    rows.sort_by_key(|r| (r.source_partition, r.source_offset));
     Ok(rows)
 }
 
@@ -680,41 +780,60 @@ async fn move_balances(
     Ok(after)
 }
 
-async fn store_offsets(
+/// Moves each partition's stored offset from `span.expected` to `span.next`, or fails with
+/// [`ApplyError::Fenced`] if the database holds anything else (compare-and-set). Under
+/// PostgreSQL's READ COMMITTED a concurrent writer of the same partition waits on the row lock
+/// and then re-checks the condition, so exactly one of two racing shares wins.
+async fn advance_offsets(
     txn: &DatabaseTransaction,
     group: &str,
-    offsets: &BTreeMap<(String, i32), i64>,
-) -> Result<(), DbErr> {
-    if offsets.is_empty() {
-        return Ok(());
+    offsets: &BTreeMap<(String, i32), OffsetSpan>,
+) -> Result<(), ApplyError> {
+    for ((topic, partition), span) in offsets {
+        let moved = match span.expected {
+            Some(expected) => {
+                let update = Query::update()
+                    .table("consumer_offsets")
+                    .value("next_offset", span.next)
+                    .and_where(Expr::col("group_id").eq(group))
+                    .and_where(Expr::col("topic").eq(topic.as_str()))
+                    .and_where(Expr::col("partition").eq(*partition))
+                    .and_where(Expr::col("next_offset").eq(expected))
+                    .to_owned();
+                txn.execute(&update).await?.rows_affected()
+            }
+            None => {
+                let insert = Query::insert()
+                    .into_table("consumer_offsets")
+                    .columns(["group_id", "topic", "partition", "next_offset"])
+                    .values_panic([
+                        group.into(),
+                        topic.clone().into(),
+                        (*partition).into(),
+                        span.next.into(),
+                    ])
+                    .on_conflict(
+                        OnConflict::columns(["group_id", "topic", "partition"])
+                            .do_nothing()
+                            .to_owned(),
+                    )
+                    .to_owned();
+                txn.execute(&insert).await?.rows_affected()
+            }
+        };
+        if moved != 1 {
+            let found = load_offsets(txn, group, &[(topic.clone(), *partition)])
+                .await?
+                .get(&(topic.clone(), *partition))
+                .copied();
+            return Err(ApplyError::Fenced {
+                topic: topic.clone(),
+                partition: *partition,
+                expected: span.expected,
+                found,
+            });
+        }
     }
-    // Never move an offset backwards: a late commit from a previous owner of the partition
-    // must not rewind the new owner's position.
-    let greatest: SimpleExpr = match txn.get_database_backend() {
-        DbBackend::Sqlite => Expr::cust("MAX(consumer_offsets.next_offset, excluded.next_offset)"),
-        _ => Expr::cust("GREATEST(consumer_offsets.next_offset, excluded.next_offset)"),
-    };
-    let mut upsert = Query::insert();
-    upsert.into_table("consumer_offsets").columns([
-        "group_id",
-        "topic",
-        "partition",
-        "next_offset",
-    ]);
-    for ((topic, partition), next) in offsets {
-        upsert.values_panic([
-            group.into(),
-            topic.clone().into(),
-            (*partition).into(),
-            (*next).into(),
-        ]);
-    }
-    upsert.on_conflict(
-        OnConflict::columns(["group_id", "topic", "partition"])
-            .value("next_offset", greatest)
-            .to_owned(),
-    );
-    txn.execute(&upsert).await?;
     Ok(())
 }
 

@@ -1,12 +1,13 @@
 //! `Ledger::apply` against both backends: duplicates in a later batch are skipped without
-//! moving a balance (PostgreSQL's savepoint fallback), and parked transactions are posted when
-//! their customer turns up through another writer.
+//! moving a balance (PostgreSQL's savepoint fallback), parked transactions are posted when
+//! their customer turns up through another writer (and by the timed sweep with no traffic), a
+//! stale share is fenced, and an older customer version never overwrites a newer one.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bank_storage::entity::customer;
-use bank_storage::ledger::{Batch, CustomerRow, Ledger, TransactionRow};
+use bank_storage::ledger::{ApplyError, Batch, CustomerRow, Ledger, OffsetSpan, TransactionRow};
 use bank_storage::{migration, scratch};
 use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseConnection, Set, Statement};
 
@@ -34,6 +35,9 @@ fn customer(account: &str) -> CustomerRow {
         email: "ada@example.com".into(),
         created_at: None,
         branch_id: 1,
+        updated_at: None,
+        source_partition: 0,
+        source_offset: 0,
     }
 }
 
@@ -53,11 +57,26 @@ fn deposit(id: &str, account: &str, cents: i64, offset: i64) -> TransactionRow {
     }
 }
 
-fn batch(customers: &[&str], transactions: Vec<TransactionRow>, next_offset: i64) -> Batch {
+/// A batch of partition 0 that continues from `expected` (None: nothing stored yet) up to
+/// `next`; an empty one covers no offsets.
+fn batch(
+    customers: &[&str],
+    transactions: Vec<TransactionRow>,
+    expected: Option<i64>,
+    next: i64,
+) -> Batch {
+    let covers = !(customers.is_empty() && transactions.is_empty());
     Batch {
         customers: customers.iter().map(|a| customer(a)).collect(),
         transactions,
-        offsets: BTreeMap::from([(("bank.transactions".to_owned(), 0), next_offset)]),
+        offsets: if covers {
+            BTreeMap::from([(
+                ("bank.transactions".to_owned(), 0),
+                OffsetSpan { expected, next },
+            )])
+        } else {
+            BTreeMap::new()
+        },
     }
 }
 
@@ -81,6 +100,9 @@ async fn committed_by_another_writer(db: &DatabaseConnection, account: &str) {
         email: Set(row.email),
         created_at: Set(row.created_at),
         branch_id: Set(row.branch_id),
+        version_micros: Set(i64::MIN),
+        source_partition: Set(-1),
+        source_offset: Set(-1),
     }
     .insert(db)
     .await
@@ -103,7 +125,7 @@ async fn duplicates_in_a_later_batch_count_once(db: DatabaseConnection) {
         transaction_datetime: None,
         ..deposit("t2", "A", 20, 1)
     };
-    let first = batch(&["A"], vec![deposit("t1", "A", 100, 0), undated], 2);
+    let first = batch(&["A"], vec![deposit("t1", "A", 100, 0), undated], None, 2);
     let applied = ledger.apply(&db, &first).await.unwrap();
     assert_eq!(posted_ids(&applied), ["t1", "t2"]);
 
@@ -115,6 +137,7 @@ async fn duplicates_in_a_later_batch_count_once(db: DatabaseConnection) {
             deposit("t1", "A", 100, 3),
             deposit("t4", "A", 4000, 4),
         ],
+        Some(2),
         5,
     );
     let applied = ledger.apply(&db, &second).await.unwrap();
@@ -126,7 +149,7 @@ async fn duplicates_in_a_later_batch_count_once(db: DatabaseConnection) {
     );
 
     // A batch of nothing but duplicates posts nothing and still stores its offset.
-    let replay = batch(&[], vec![deposit("t2", "A", 20, 1)], 6);
+    let replay = batch(&[], vec![deposit("t2", "A", 20, 1)], Some(5), 6);
     let applied = ledger.apply(&db, &replay).await.unwrap();
     assert!(applied.posted.is_empty());
     assert_eq!(applied.duplicates, 1);
@@ -159,7 +182,7 @@ async fn duplicates_in_a_later_batch_count_once(db: DatabaseConnection) {
 async fn stranded_parked_transactions_are_posted(db: DatabaseConnection) {
     let mut writer = Ledger::new("g").sweep_every(Duration::from_secs(3600));
     let applied = writer
-        .apply(&db, &batch(&[], vec![deposit("p1", "B", 7, 0)], 1))
+        .apply(&db, &batch(&[], vec![deposit("p1", "B", 7, 0)], None, 1))
         .await
         .unwrap();
     assert_eq!(applied.parked, 1);
@@ -168,7 +191,7 @@ async fn stranded_parked_transactions_are_posted(db: DatabaseConnection) {
 
     // The next transaction of that account: the parked one posts first, in order.
     let applied = writer
-        .apply(&db, &batch(&[], vec![deposit("p2", "B", 5, 1)], 2))
+        .apply(&db, &batch(&[], vec![deposit("p2", "B", 5, 1)], Some(1), 2))
         .await
         .unwrap();
     assert_eq!(posted_ids(&applied), ["p1", "p2"]);
@@ -177,19 +200,136 @@ async fn stranded_parked_transactions_are_posted(db: DatabaseConnection) {
 
     // An account with no further transaction is found by the periodic sweep.
     writer
-        .apply(&db, &batch(&[], vec![deposit("q1", "C", 9, 2)], 3))
+        .apply(&db, &batch(&[], vec![deposit("q1", "C", 9, 2)], Some(2), 3))
         .await
         .unwrap();
     committed_by_another_writer(&db, "C").await;
-    let applied = writer.apply(&db, &batch(&[], vec![], 3)).await.unwrap();
+    let applied = writer.apply(&db, &batch(&[], vec![], None, 3)).await.unwrap();
     assert!(applied.posted.is_empty(), "not swept before its time");
-    let mut writer = writer.sweep_every(Duration::ZERO);
-    let applied = writer.apply(&db, &batch(&[], vec![], 3)).await.unwrap();
+    // With no traffic at all, the writer's timer calls the sweep.
+    let applied = writer.sweep(&db).await.unwrap();
     assert_eq!(posted_ids(&applied), ["q1"]);
+    assert_eq!(applied.posted[0].balance_after_cents, 9);
     assert_eq!(
         scalar(&db, "SELECT COUNT(*) FROM parked_transactions").await,
         0
     );
+}
+
+/// Compare-and-set on the stored offset: a share continuing from anything but what is stored
+/// writes nothing at all, rows included; the current owner goes on.
+async fn stale_shares_are_fenced(db: DatabaseConnection) {
+    let mut owner = Ledger::new("g");
+    owner
+        .apply(&db, &batch(&["F"], vec![deposit("f1", "F", 10, 0)], None, 1))
+        .await
+        .unwrap();
+    // A former owner, paused before the row above was written, still thinks nothing is stored.
+    let mut former = Ledger::new("g");
+    let late = batch(&["G"], vec![deposit("f1", "F", 10, 0), deposit("g1", "F", 99, 1)], None, 2);
+    let error = former.apply(&db, &late).await.unwrap_err();
+    assert!(
+        matches!(error, ApplyError::Fenced { found: Some(1), expected: None, .. }),
+        "{error}"
+    );
+    // A share that overlaps (continues from 0 when 1 is stored) or leaves a gap (from 5).
+    for expected in [0, 5] {
+        let stale = batch(&[], vec![deposit("g2", "F", 7, expected)], Some(expected), expected + 1);
+        let error = former.apply(&db, &stale).await.unwrap_err();
+        assert!(error.is_fenced() && !error.is_transient(), "{error}");
+    }
+    assert_eq!(scalar(&db, "SELECT COUNT(*) FROM transactions").await, 1);
+    assert_eq!(
+        scalar(&db, "SELECT COUNT(*) FROM customers WHERE account_number = 'G'").await,
+        0,
+        "a fenced share's customers are rolled back too"
+    );
+    // The owner's next share continues exactly where it left off.
+    owner
+        .apply(&db, &batch(&[], vec![deposit("f2", "F", 5, 1)], Some(1), 2))
+        .await
+        .unwrap();
+    assert_eq!(
+        scalar(&db, "SELECT balance_cents FROM accounts WHERE account_number = 'F'").await,
+        15
+    );
+    assert_eq!(scalar(&db, "SELECT next_offset FROM consumer_offsets").await, 2);
+}
+
+fn version(first_name: &str, updated_secs: Option<i64>, offset: i64) -> CustomerRow {
+    CustomerRow {
+        first_name: first_name.into(),
+        updated_at: updated_secs.and_then(|s| chrono::DateTime::from_timestamp(s, 0)),
+        source_offset: offset,
+        ..customer("V")
+    }
+}
+
+async fn stored_first_name(db: &DatabaseConnection) -> String {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT first_name FROM customers WHERE account_number = 'V'",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get_by_index(0).unwrap()
+}
+
+/// Newer wins, whatever the order: within a batch, across batches, across groups (a replay
+/// into the same database), versioned over unversioned, and by log position when unversioned.
+async fn older_customer_versions_never_overwrite(db: DatabaseConnection) {
+    let apply = |group: &'static str, customers: Vec<CustomerRow>| {
+        let db = db.clone();
+        async move {
+            Ledger::new(group)
+                .apply(
+                    &db,
+                    &Batch {
+                        customers,
+                        ..Batch::default()
+                    },
+                )
+                .await
+                .unwrap();
+        }
+    };
+    // Unversioned: the later position wins, in either order of arrival.
+    apply("g1", vec![version("late", None, 9), version("early", None, 3)]).await;
+    assert_eq!(stored_first_name(&db).await, "late");
+    apply("g2", vec![version("early", None, 3)]).await;
+    assert_eq!(stored_first_name(&db).await, "late", "a replay of an older event");
+    // Any versioned event is newer than unversioned ones; then the newest updated_at wins.
+    apply("g3", vec![version("v200", Some(200), 1)]).await;
+    assert_eq!(stored_first_name(&db).await, "v200");
+    apply("g4", vec![version("v100", Some(100), 50), version("v300", Some(300), 2)]).await;
+    assert_eq!(stored_first_name(&db).await, "v300");
+    apply("g5", vec![version("v250", Some(250), 99)]).await;
+    assert_eq!(stored_first_name(&db).await, "v300", "an older version from later in the log");
+    // An empty name in a newer version keeps the known one (partial events, e.g. from CSV).
+    apply("g6", vec![version("", Some(400), 3)]).await;
+    assert_eq!(stored_first_name(&db).await, "v300");
+}
+
+#[tokio::test]
+async fn sqlite_fences_stale_shares() {
+    stale_shares_are_fenced(sqlite().await).await;
+}
+
+#[tokio::test]
+async fn postgres_fences_stale_shares() {
+    stale_shares_are_fenced(postgres().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_keeps_the_newest_customer() {
+    older_customer_versions_never_overwrite(sqlite().await).await;
+}
+
+#[tokio::test]
+async fn postgres_keeps_the_newest_customer() {
+    older_customer_versions_never_overwrite(postgres().await).await;
 }
 
 #[tokio::test]

@@ -16,6 +16,9 @@ async fn check_schema(db: &DatabaseConnection) {
         email: Set("ada@example.com".into()),
         created_at: Set(None),
         branch_id: Set(2),
+        version_micros: Set(i64::MIN),
+        source_partition: Set(-1),
+        source_offset: Set(-1),
     }
     .insert(db)
     .await

@@ -63,7 +63,7 @@ impl DeadLetters {
             for (key, value) in &record.headers {
                 headers = headers.insert(Header {
                     key,
-                    value: Some(value),
+                    value: value.as_deref(),
                 });
             }
             headers = headers

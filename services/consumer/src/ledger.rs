@@ -13,7 +13,7 @@ use anyhow::Context;
 use bank_contract::pb::TransactionKind;
 use bank_runtime::shutdown::Stop;
 use bank_storage::ledger::{
-    Batch, CustomerRow, Ledger, TransactionRow, load_offsets, parked_count,
+    Applied, Batch, CustomerRow, Ledger, TransactionRow, load_offsets, parked_count,
 };
 use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseConnection, DbBackend};
@@ -21,7 +21,7 @@ use sea_orm::{DatabaseConnection, DbBackend};
 use crate::cli::LedgerArgs;
 use crate::health::Health;
 use crate::metrics::{Metrics, TopicLabel};
-use crate::pipeline::{Decoded, Sink};
+use crate::pipeline::{Decoded, Sink, WriteError};
 use crate::source::{OffsetStore, Subscription};
 use crate::tuple_log::TupleLog;
 
@@ -153,6 +153,7 @@ struct DatabaseOffsets {
 
 impl OffsetStore for DatabaseOffsets {
     fn load(&self, partitions: &[(String, i32)]) -> anyhow::Result<HashMap<(String, i32), i64>> {
+        crate::fault::offsets_failure_point()?;
         // Runs on the Kafka polling thread, outside the runtime, so blocking here is allowed.
         self.runtime.block_on(async {
             tokio::time::timeout(
@@ -177,9 +178,32 @@ struct LedgerSink {
 }
 
 impl Sink for LedgerSink {
-    async fn apply(&mut self, decoded: &Decoded) -> anyhow::Result<()> {
+    async fn apply(&mut self, decoded: &Decoded) -> Result<(), WriteError> {
+        crate::fault::writer_panic_point();
         let batch = to_batch(decoded);
         let applied = self.ledger.apply(&self.db, &batch).await?;
+        self.account(&applied).await;
+        Ok(())
+    }
+
+    fn idle_interval(&self) -> Option<Duration> {
+        Some(self.ledger.sweep_interval())
+    }
+
+    /// Posts parked transactions whose customer arrived through another writer, even when no
+    /// traffic comes (the sweep also runs inside `apply` when busy).
+    async fn idle(&mut self) {
+        match self.ledger.sweep(&self.db).await {
+            Ok(applied) if !applied.posted.is_empty() => self.account(&applied).await,
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "sweeping parked transactions failed; next time"),
+        }
+    }
+}
+
+impl LedgerSink {
+    /// Metrics, the parked gauge and the tuple log for what a write did.
+    async fn account(&self, applied: &Applied) {
         let unparked = applied.posted.iter().filter(|p| p.was_parked).count();
         if applied.parked > 0 || unparked > 0 {
             if let Ok(count) = parked_count(&self.db).await {
@@ -208,7 +232,6 @@ impl Sink for LedgerSink {
         if let Err(error) = tuples.record(&applied.posted) {
             tracing::warn!(%error, "cannot write the tuple log");
         }
-        Ok(())
     }
 }
 
@@ -218,13 +241,16 @@ fn to_batch(decoded: &Decoded) -> Batch {
         customers: decoded
             .customers
             .iter()
-            .map(|(c, _)| CustomerRow {
+            .map(|(c, position)| CustomerRow {
                 account_number: c.account_number.clone(),
                 first_name: c.first_name.clone(),
                 last_name: c.last_name.clone(),
                 email: c.email.clone(),
                 created_at: c.created_at.as_ref().and_then(to_datetime),
                 branch_id: i64::from(c.branch_id),
+                updated_at: c.updated_at.as_ref().and_then(to_datetime),
+                source_partition: position.partition,
+                source_offset: position.offset,
             })
             .collect(),
         transactions: decoded

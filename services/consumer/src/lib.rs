@@ -9,11 +9,13 @@
 //!   [`reconcile`]: the ledger against a producer manifest;
 //! - shared by every role: [`source`] (the Kafka thread), [`pipeline`] (batching, decoding,
 //!   dead letters, retries), [`dead_letter`], [`http`], [`health`], [`metrics`];
-//! - [`tuple_log`]: the `(account_number, sum(amount))` lines.
+//! - [`tuple_log`]: the `(account_number, sum(amount))` lines;
+//! - [`fault`]: fault injection for the failure-policy tests (debug builds only).
 
 pub mod cli;
 pub mod dead_letter;
 pub mod dump;
+pub mod fault;
 pub mod health;
 pub mod http;
 pub mod ledger;

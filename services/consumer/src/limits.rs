@@ -200,7 +200,13 @@ struct LimitsSink {
 }
 
 impl Sink for LimitsSink {
-    async fn apply(&mut self, batch: &Decoded) -> anyhow::Result<()> {
+    async fn apply(&mut self, batch: &Decoded) -> Result<(), crate::pipeline::WriteError> {
+        Ok(self.apply_batch(batch).await?)
+    }
+}
+
+impl LimitsSink {
+    async fn apply_batch(&mut self, batch: &Decoded) -> anyhow::Result<()> {
         for (tx, position) in &batch.transactions {
             if !self.seen.first_time(&tx.transaction_id) {
                 continue;

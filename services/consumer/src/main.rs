@@ -3,6 +3,7 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     bank_runtime::telemetry::init();
+    bank_runtime::telemetry::exit_on_panic();
     let cli = consumer::cli::Cli::parse();
     match consumer::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -38,6 +38,7 @@ pub struct Metrics {
     pub ready: Gauge,
     pub assigned_partitions: Gauge,
     pub retries: Family<OperationLabel, Counter>,
+    pub fenced: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -60,6 +61,7 @@ impl Metrics {
             ready: Gauge::default(),
             assigned_partitions: Gauge::default(),
             retries: Family::default(),
+            fenced: Counter::default(),
         };
         let bank = registry.sub_registry_with_prefix("bank");
         bank.register(
@@ -116,6 +118,11 @@ impl Metrics {
             "retries",
             "Failed attempts that were retried after a pause, by operation",
             metrics.retries.clone(),
+        );
+        bank.register(
+            "fenced_batches",
+            "Batches dropped because another writer had moved their partitions (then re-read)",
+            metrics.fenced.clone(),
         );
         metrics
     }

@@ -1,7 +1,11 @@
 //! The async half of a consumer role: batches records, decodes and validates them, sends poison
 //! to dead-letter topics, hands the batch to the role's [`Sink`]s, and only then commits offsets
-//! to Kafka. Transient failures (registry, dead-letter topic, database) are retried with a
-//! bounded backoff while the Kafka thread keeps the instance in its group.
+//! to Kafka. Transient failures (registry, dead-letter topic, database) are retried with the
+//! shared [`Backoff`] while the Kafka thread keeps the instance in its group. A fenced share
+//! (another writer moved its partitions) is dropped and the partitions re-read from the
+//! database. Every task selects on the stop signal; stopping is bounded by [`GRACE`], and a
+//! pipeline that cannot finish in time, or whose polling thread died, ends with an error, so the
+//! process exits non-zero.
 //!
 //! A role may have several sinks, each driven by its own writer task: partition `p` of every
 //! topic always goes to writer `p % writers`, so each partition is still applied in order, and a
@@ -10,19 +14,20 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bank_contract::pb::{Customer, Transaction};
 use bank_contract::{Decoder, validate};
+use bank_runtime::backoff::Backoff;
 use bank_runtime::shutdown::Stop;
+use bank_storage::ledger::{ApplyError, OffsetSpan};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use crate::dead_letter::{DeadLetter, DeadLetters};
 use crate::health::Health;
 use crate::metrics::Metrics;
-use crate::source::{Control, Record, Source};
+use crate::source::{Control, PartitionKey, Record, Reseek, Source};
 
 /// Where a decoded event was read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,17 +42,85 @@ pub struct Position {
 pub struct Decoded {
     pub customers: Vec<(Customer, Position)>,
     pub transactions: Vec<(Transaction, Position)>,
-    /// `(topic, partition) -> next offset`, poison messages included.
-    pub offsets: BTreeMap<(String, i32), i64>,
+    /// `(topic, partition) ->` the stored offset the batch continues from and the next one,
+    /// poison messages included.
+    pub offsets: BTreeMap<PartitionKey, OffsetSpan>,
     /// Records read, poison included.
     pub records: usize,
+    /// The source generation the records were read under; older than the current one: stale.
+    pub generation: u64,
+}
+
+impl Decoded {
+    /// Notes that `record` is part of this batch (valid or poison).
+    fn cover(&mut self, record: &Record) {
+        self.records += 1;
+        self.offsets
+            .entry((record.topic.clone(), record.partition))
+            .and_modify(|span| span.next = span.next.max(record.offset + 1))
+            .or_insert(OffsetSpan {
+                expected: record.expected,
+                next: record.offset + 1,
+            });
+    }
+}
+
+/// Why a sink could not apply a batch, and so what the writer does next.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// Retry the same batch after a pause.
+    #[error("{0:#}")]
+    Transient(anyhow::Error),
+    /// The batch is stale: another writer moved its partitions. Drop it and re-seek.
+    #[error("{0}")]
+    Fenced(String),
+    /// The database refuses rows of this batch for good (SQLSTATE or SQLite code).
+    #[error("refused by the database ({code}): {message}")]
+    Rejected { code: String, message: String },
+}
+
+impl WriteError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, WriteError::Transient(_))
+    }
+}
+
+impl From<anyhow::Error> for WriteError {
+    fn from(error: anyhow::Error) -> Self {
+        WriteError::Transient(error)
+    }
+}
+
+impl From<ApplyError> for WriteError {
+    fn from(error: ApplyError) -> Self {
+        match error.disposition() {
+            None => WriteError::Fenced(error.to_string()),
+            Some(bank_storage::error::Disposition::Rejected { code, message }) => {
+                WriteError::Rejected { code, message }
+            }
+            Some(bank_storage::error::Disposition::Retry) => {
+                WriteError::Transient(anyhow::Error::new(error))
+            }
+        }
+    }
 }
 
 /// What a role does with a batch. `apply` must be idempotent per event: after a crash or a
-/// rebalance the same events may be applied again, and an error means the whole batch is
-/// offered again after a pause.
+/// rebalance the same events may be applied again, and a transient error means the whole batch
+/// is offered again after a pause.
 pub trait Sink: Send {
-    fn apply(&mut self, batch: &Decoded) -> impl Future<Output = anyhow::Result<()>> + Send;
+    fn apply(&mut self, batch: &Decoded) -> impl Future<Output = Result<(), WriteError>> + Send;
+
+    /// How often [`Sink::idle`] runs while no batch comes (None: never).
+    fn idle_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Periodic work between batches (the ledger posts parked transactions whose customer
+    /// arrived through another writer).
+    fn idle(&mut self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -57,9 +130,6 @@ pub struct BatchSettings {
     pub transactions_topic: String,
     pub customers_topic: String,
 }
-
-/// Retry pauses double from 100 ms up to this bound.
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 pub struct Pipeline<S: Sink> {
     pub settings: BatchSettings,
@@ -79,18 +149,24 @@ enum ToWriter {
 }
 
 /// How long a stopping or rebalancing pipeline keeps retrying before it lets a batch go (it
-/// will be consumed again from the stored offsets).
-const GRACE: Duration = Duration::from_secs(20);
+/// will be consumed again from the stored offsets). With the Kafka close that follows, a
+/// SIGTERM ends the process within 30 s, Kubernetes' default grace period.
+pub const GRACE: Duration = Duration::from_secs(10);
 
 impl<S: Sink + 'static> Pipeline<S> {
     /// Runs until `stop` is requested, then commits what it holds (bounded) and returns the sinks
-    /// and the last offsets committed, for a final commit to Kafka.
+    /// and the last offsets committed, for a final commit to Kafka. Fails if the polling thread
+    /// ends on its own or a writer does not finish within the grace period.
     ///
     /// The halves run concurrently: this task batches, decodes and dead-letters; each writer task
     /// applies its share of every batch to its sink, one batch after the other. While batch N is
     /// written, batch N+1 is being prepared, so neither the database nor the decoding waits for
     /// the other.
-    pub async fn run(self, source: &mut Source, stop: Stop) -> (Vec<S>, TopicPartitionList) {
+    pub async fn run(
+        self,
+        source: &mut Source,
+        stop: Stop,
+    ) -> anyhow::Result<(Vec<S>, TopicPartitionList)> {
         let Pipeline {
             settings,
             decoder,
@@ -99,19 +175,23 @@ impl<S: Sink + 'static> Pipeline<S> {
             health,
             metrics,
         } = self;
-        assert!(!sinks.is_empty(), "a pipeline needs at least one sink");
+        anyhow::ensure!(!sinks.is_empty(), "a pipeline needs at least one sink");
         let mut to_writers = Vec::with_capacity(sinks.len());
         let mut writers = Vec::with_capacity(sinks.len());
-        for sink in sinks {
+        for (index, sink) in sinks.into_iter().enumerate() {
             let (to_writer, from_front) = tokio::sync::mpsc::channel(1);
             to_writers.push(to_writer);
-            writers.push(tokio::spawn(write_loop(
-                sink,
-                from_front,
-                source.consumer.clone(),
-                health.clone(),
-                metrics.clone(),
-                stop.clone(),
+            let writer = Writer {
+                consumer: source.consumer.clone(),
+                reseek: source.reseek_handle(),
+                health: health.clone(),
+                metrics: metrics.clone(),
+                stop: stop.clone(),
+            };
+            let span = tracing::info_span!("writer", index, writers = to_writers.capacity());
+            writers.push(tokio::spawn(tracing::Instrument::instrument(
+                writer.run(sink, from_front),
+                span,
             )));
         }
         let to_writer = Writers(to_writers);
@@ -121,86 +201,41 @@ impl<S: Sink + 'static> Pipeline<S> {
             dead_letters,
             metrics,
         };
-        let mut batch: Vec<Record> = Vec::with_capacity(front.settings.max_records);
-        let mut deadline: Option<tokio::time::Instant> = None;
-        let stopping = {
-            let stop = stop.clone();
-            async move {
-                while !stop.is_requested() {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        };
-        tokio::pin!(stopping);
-        loop {
-            let linger = async {
-                match deadline {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                biased;
-                _ = &mut stopping => {
-                    // Records still in the channel are simply not committed: the next start
-                    // reads them again from the stored offsets. (Draining would race the
-                    // polling thread, which keeps refilling until it is stopped.)
-                    front.hand_over(&mut batch, source, true, &to_writer).await;
-                    break;
-                }
-                control = source.control.recv() => match control {
-                    Some(Control::Revoke { generation, done }) => {
-                        while let Ok(record) = source.records.try_recv() {
-                            batch.push(record);
-                        }
-                        batch.retain(|r| r.generation == generation);
-                        front.hand_over(&mut batch, source, true, &to_writer).await;
-                        let _ = tokio::time::timeout(GRACE, to_writer.barrier()).await;
-                        deadline = None;
-                        let _ = done.send(());
-                    }
-                    None => break,
-                },
-                record = source.records.recv() => match record {
-                    Some(record) => {
-                        if batch.is_empty() {
-                            deadline = Some(tokio::time::Instant::now() + front.settings.linger);
-                        }
-                        batch.push(record);
-                        if batch.len() >= front.settings.max_records {
-                            front.hand_over(&mut batch, source, false, &to_writer).await;
-                            deadline = None;
-                        }
-                    }
-                    None => break,
-                },
-                _ = linger => {
-                    front.hand_over(&mut batch, source, false, &to_writer).await;
-                    deadline = None;
-                }
-            }
-        }
+        let ended = front.run(source, &stop, &to_writer).await;
         drop(to_writer);
-        let mut sinks = Vec::with_capacity(writers.len());
-        let mut committed = TopicPartitionList::new();
-        let deadline = tokio::time::Instant::now() + GRACE + Duration::from_secs(5);
-        for writer in writers {
-            match tokio::time::timeout_at(deadline, writer).await {
-                Ok(Ok((sink, offsets))) => {
-                    sinks.push(sink);
-                    for element in offsets.elements() {
-                        let _ = committed.add_partition_offset(
-                            element.topic(),
-                            element.partition(),
-                            element.offset(),
-                        );
-                    }
+        let finished = join_writers(writers).await;
+        ended?;
+        finished
+    }
+}
+
+/// Waits for every writer (bounded); their sinks and the last offsets each committed.
+async fn join_writers<S: Sink + 'static>(
+    writers: Vec<tokio::task::JoinHandle<(S, TopicPartitionList)>>,
+) -> anyhow::Result<(Vec<S>, TopicPartitionList)> {
+    let mut sinks = Vec::with_capacity(writers.len());
+    let mut committed = TopicPartitionList::new();
+    let deadline = tokio::time::Instant::now() + GRACE + Duration::from_secs(5);
+    for mut writer in writers {
+        match tokio::time::timeout_at(deadline, &mut writer).await {
+            Ok(Ok((sink, offsets))) => {
+                sinks.push(sink);
+                for element in offsets.elements() {
+                    let _ = committed.add_partition_offset(
+                        element.topic(),
+                        element.partition(),
+                        element.offset(),
+                    );
                 }
-                _ => panic!("a writer did not finish within its grace period"),
+            }
+            Ok(Err(error)) => anyhow::bail!("a writer task failed: {error}"),
+            Err(_) => {
+                writer.abort();
+                anyhow::bail!("a writer did not finish within the grace period ({GRACE:?})");
             }
         }
-        (sinks, committed)
     }
+    Ok((sinks, committed))
 }
 
 /// The front's side of the writer tasks' channels.
@@ -231,72 +266,130 @@ impl Writers {
     }
 }
 
-/// Applies batches in order, retrying each until it is written (or, when stopping, until the
-/// grace period ends), then commits its offsets to Kafka for lag monitoring.
-async fn write_loop<S: Sink>(
-    mut sink: S,
-    mut batches: tokio::sync::mpsc::Receiver<ToWriter>,
+/// A writer task's surroundings.
+struct Writer {
     consumer: Arc<crate::source::GroupConsumer>,
+    reseek: Reseek,
     health: Arc<Health>,
     metrics: Metrics,
     stop: Stop,
-) -> (S, TopicPartitionList) {
-    let mut committed = TopicPartitionList::new();
-    while let Some(message) = batches.recv().await {
-        let decoded = match message {
-            ToWriter::Barrier(done) => {
-                let _ = done.send(());
-                continue;
+}
+
+/// What became of one batch.
+enum Written {
+    Committed,
+    /// Not written, and it must not be retried (stale, fenced, or the stop's grace is over).
+    Dropped,
+}
+
+impl Writer {
+    /// Applies batches in order, then commits their offsets to Kafka for lag monitoring; runs
+    /// the sink's idle work when no batch comes for its interval.
+    async fn run<S: Sink>(
+        self,
+        mut sink: S,
+        mut batches: tokio::sync::mpsc::Receiver<ToWriter>,
+    ) -> (S, TopicPartitionList) {
+        let mut committed = TopicPartitionList::new();
+        let idle_every = sink.idle_interval();
+        loop {
+            let idle = async {
+                match idle_every {
+                    Some(every) => tokio::time::sleep(every).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let message = tokio::select! {
+                message = batches.recv() => message,
+                _ = idle => {
+                    sink.idle().await;
+                    continue;
+                }
+            };
+            let decoded = match message {
+                None => break,
+                Some(ToWriter::Barrier(done)) => {
+                    let _ = done.send(());
+                    continue;
+                }
+                Some(ToWriter::Batch(decoded)) => decoded,
+            };
+            if let Written::Committed = self.write(&mut sink, &decoded).await {
+                self.commit_to_kafka(&decoded, &mut committed);
             }
-            ToWriter::Batch(decoded) => decoded,
-        };
-        let mut backoff = Duration::from_millis(100);
+        }
+        (sink, committed)
+    }
+
+    /// Applies one batch, retrying transient failures with backoff.
+    async fn write<S: Sink>(&self, sink: &mut S, decoded: &Decoded) -> Written {
+        let mut backoff = Backoff::default();
         let mut stopping_since: Option<Instant> = None;
-        let written = loop {
+        loop {
+            if self.reseek.current() != decoded.generation {
+                tracing::debug!("dropping a batch of an older generation; it will be re-read");
+                return Written::Dropped;
+            }
             let applying = Instant::now();
-            match sink.apply(&decoded).await {
+            let error = match sink.apply(decoded).await {
                 Ok(()) => {
-                    health.set_database(true);
-                    metrics
+                    self.health.set_database(true);
+                    self.metrics
                         .commit_seconds
                         .observe(applying.elapsed().as_secs_f64());
-                    metrics.batch_size.observe(decoded.records as f64);
-                    break true;
+                    self.metrics.batch_size.observe(decoded.records as f64);
+                    return Written::Committed;
                 }
-                Err(error) => {
-                    health.set_database(false);
-                    metrics
-                        .retries
-                        .get_or_create(&crate::metrics::OperationLabel {
-                            operation: "apply".into(),
-                        })
-                        .inc();
-                    tracing::warn!(error = format!("{error:#}"), retry_in = ?backoff, "apply failed; retrying");
-                    if stop.is_requested() {
-                        let since = *stopping_since.get_or_insert_with(Instant::now);
-                        if since.elapsed() >= GRACE {
-                            tracing::warn!("giving up on this batch; it will be consumed again");
-                            break false;
-                        }
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                Err(error) => error,
+            };
+            if let WriteError::Fenced(why) = &error {
+                self.metrics.fenced.inc();
+                tracing::warn!(why, "batch fenced; dropping it and re-reading the partitions");
+                self.reseek.request(decoded.generation);
+                return Written::Dropped;
+            }
+            self.health.set_database(false);
+            self.metrics
+                .retries
+                .get_or_create(&crate::metrics::OperationLabel {
+                    operation: "apply".into(),
+                })
+                .inc();
+            let pause = backoff.next_pause();
+            tracing::warn!(error = %error, retry_in = ?pause, "apply failed; retrying");
+            if self.stop.is_requested() {
+                let since = *stopping_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= GRACE {
+                    tracing::warn!("giving up on this batch; it will be consumed again");
+                    return Written::Dropped;
                 }
             }
-        };
-        if !written {
-            continue;
+            tokio::time::sleep(pause).await;
         }
+    }
+
+    fn commit_to_kafka(&self, decoded: &Decoded, committed: &mut TopicPartitionList) {
         let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), next) in &decoded.offsets {
-            let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*next));
-            let _ = committed.add_partition_offset(topic, *partition, Offset::Offset(*next));
+        for ((topic, partition), span) in &decoded.offsets {
+            let next = Offset::Offset(span.next);
+            let _ = tpl.add_partition_offset(topic, *partition, next);
+            let _ = committed.add_partition_offset(topic, *partition, next);
         }
-        if let Err(error) = consumer.commit(&tpl, CommitMode::Async) {
+        if let Err(error) = self.consumer.commit(&tpl, CommitMode::Async) {
             tracing::debug!(%error, "offset commit to Kafka failed (lag metrics only)");
         }
     }
-    (sink, committed)
+}
+
+/// Splits what the front holds at a revoke of `generation`: records of that generation are
+/// committed now; newer ones (the polling thread gave up waiting and moved on) are kept for
+/// later; older ones are stale and dropped.
+fn split_for_revoke(batch: &mut Vec<Record>, generation: u64) -> Vec<Record> {
+    batch.retain(|r| r.generation >= generation);
+    let (ending, newer): (Vec<Record>, Vec<Record>) =
+        std::mem::take(batch).into_iter().partition(|r| r.generation == generation);
+    *batch = newer;
+    ending
 }
 
 /// The preparing half: decoding, validation and dead letters.
@@ -308,8 +401,71 @@ struct Front {
 }
 
 impl Front {
+    /// Batches records until a stop is requested, answering revokes on the way. Fails if the
+    /// polling thread goes away without a stop (it died: the process must not carry on idle).
+    async fn run(&self, source: &mut Source, stop: &Stop, to_writer: &Writers) -> anyhow::Result<()> {
+        let mut batch: Vec<Record> = Vec::with_capacity(self.settings.max_records);
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            let linger = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = stop.requested() => {
+                    // Records still in the channel are simply not committed: the next start
+                    // reads them again from the stored offsets. (Draining would race the
+                    // polling thread, which keeps refilling until it is stopped.)
+                    self.hand_over(&mut batch, source, true, to_writer).await;
+                    return Ok(());
+                }
+                control = source.control.recv() => match control {
+                    Some(Control::Revoke { generation, done }) => {
+                        while let Ok(record) = source.records.try_recv() {
+                            batch.push(record);
+                        }
+                        let mut ending = split_for_revoke(&mut batch, generation);
+                        self.hand_over(&mut ending, source, true, to_writer).await;
+                        let _ = tokio::time::timeout(GRACE, to_writer.barrier()).await;
+                        deadline = (!batch.is_empty()).then(tokio::time::Instant::now);
+                        let _ = done.send(());
+                    }
+                    None => return self.source_ended(stop),
+                },
+                record = source.records.recv() => match record {
+                    Some(record) => {
+                        if batch.is_empty() {
+                            deadline = Some(tokio::time::Instant::now() + self.settings.linger);
+                        }
+                        batch.push(record);
+                        if batch.len() >= self.settings.max_records {
+                            self.hand_over(&mut batch, source, false, to_writer).await;
+                            deadline = None;
+                        }
+                    }
+                    None => return self.source_ended(stop),
+                },
+                _ = linger => {
+                    self.hand_over(&mut batch, source, false, to_writer).await;
+                    deadline = None;
+                }
+            }
+        }
+    }
+
+    fn source_ended(&self, stop: &Stop) -> anyhow::Result<()> {
+        if stop.is_requested() {
+            return Ok(());
+        }
+        anyhow::bail!("the Kafka polling thread ended unexpectedly")
+    }
+
     /// Decodes and dead-letters `batch` (retrying transient failures; bounded when `finishing`),
-    /// hands the valid events to the writer, and clears the batch.
+    /// hands the valid events to the writers, and clears the batch. Records of an older
+    /// generation are stale (a rebalance or re-seek since) and dropped, unless `finishing`.
     async fn hand_over(
         &self,
         batch: &mut Vec<Record>,
@@ -321,28 +477,32 @@ impl Front {
             return;
         }
         let started = Instant::now();
-        let current = source.generation.load(Ordering::SeqCst);
-        batch.retain(|r| r.generation == current || finishing);
+        let current = source.reseek_handle().current();
+        if !finishing {
+            batch.retain(|r| r.generation == current);
+        }
         let records = std::mem::take(batch);
-        let mut backoff = Duration::from_millis(100);
+        let Some(generation) = records.iter().map(|r| r.generation).min() else {
+            return;
+        };
+        let mut backoff = Backoff::default();
         let mut pause = |what: &str, error: &anyhow::Error| {
-            tracing::warn!(error = format!("{error:#}"), retry_in = ?backoff, "{what} failed; retrying");
+            let pause = backoff.next_pause();
+            tracing::warn!(error = format!("{error:#}"), retry_in = ?pause, "{what} failed; retrying");
             self.metrics
                 .retries
                 .get_or_create(&crate::metrics::OperationLabel {
                     operation: what.to_owned(),
                 })
                 .inc();
-            let pause = backoff;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
             pause
         };
+        let reseek = source.reseek_handle();
         let give_up = |started: Instant| {
-            (finishing && started.elapsed() >= GRACE)
-                || (!finishing && source.generation.load(Ordering::SeqCst) != current)
+            (finishing && started.elapsed() >= GRACE) || (!finishing && reseek.current() != current)
         };
         let (decoded, poison) = loop {
-            match self.decode(&records, to_writer.0.len()).await {
+            match self.decode(&records, to_writer.0.len(), generation).await {
                 Ok(result) => break result,
                 Err(error) => {
                     let wait = pause("decode", &error);
@@ -385,17 +545,18 @@ impl Front {
         &self,
         records: &[Record],
         writers: usize,
+        generation: u64,
     ) -> anyhow::Result<(Vec<Decoded>, Vec<DeadLetter>)> {
-        let mut parts: Vec<Decoded> = (0..writers).map(|_| Decoded::default()).collect();
+        let mut parts: Vec<Decoded> = (0..writers)
+            .map(|_| Decoded {
+                generation,
+                ..Decoded::default()
+            })
+            .collect();
         let mut poison = Vec::new();
         for record in records {
             let decoded = &mut parts[record.partition.unsigned_abs() as usize % writers];
-            decoded.records += 1;
-            let entry = decoded
-                .offsets
-                .entry((record.topic.clone(), record.partition))
-                .or_insert(0);
-            *entry = (*entry).max(record.offset + 1);
+            decoded.cover(record);
             let position = Position {
                 topic: record.topic.clone(),
                 partition: record.partition,
@@ -449,5 +610,66 @@ impl Front {
             }
         }
         Ok((parts, poison))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(partition: i32, offset: i64, expected: Option<i64>, generation: u64) -> Record {
+        Record {
+            topic: "t".into(),
+            partition,
+            offset,
+            key: None,
+            payload: None,
+            headers: Vec::new(),
+            expected,
+            generation,
+        }
+    }
+
+    /// The revoke of generation 1 is handled late, after the polling thread gave up waiting and
+    /// started generation 2: its records must be kept, not thrown away with the old ones.
+    #[test]
+    fn a_late_revoke_keeps_the_newer_generation() {
+        let mut batch = vec![
+            record(0, 5, Some(5), 0),
+            record(0, 10, Some(10), 1),
+            record(1, 3, None, 2),
+            record(0, 11, Some(11), 1),
+            record(1, 4, Some(4), 2),
+        ];
+        let ending = split_for_revoke(&mut batch, 1);
+        let offsets = |records: &[Record]| records.iter().map(|r| r.offset).collect::<Vec<_>>();
+        assert_eq!(offsets(&ending), [10, 11], "generation 1 is committed now");
+        assert_eq!(offsets(&batch), [3, 4], "generation 2 waits for its turn");
+        assert!(batch.iter().all(|r| r.generation == 2));
+    }
+
+    /// A share's span of a partition starts where its first record continues from and ends
+    /// after its last, whatever lies between (dead letters included, gaps of Kafka's own).
+    #[test]
+    fn a_share_covers_from_the_first_expected_to_the_last_offset() {
+        let mut share = Decoded::default();
+        share.cover(&record(0, 7, Some(5), 1)); // 5 and 6 were control records
+        share.cover(&record(0, 8, Some(8), 1));
+        share.cover(&record(2, 0, None, 1));
+        assert_eq!(
+            share.offsets[&("t".to_owned(), 0)],
+            OffsetSpan {
+                expected: Some(5),
+                next: 9
+            }
+        );
+        assert_eq!(
+            share.offsets[&("t".to_owned(), 2)],
+            OffsetSpan {
+                expected: None,
+                next: 1
+            }
+        );
+        assert_eq!(share.records, 3);
     }
 }

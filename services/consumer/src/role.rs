@@ -57,9 +57,18 @@ pub async fn consume<S: Sink + 'static>(role: Consumption<S>) -> anyhow::Result<
         health: role.health,
         metrics: role.metrics,
     };
-    let (sinks, committed) = pipeline.run(&mut source, role.stop).await;
-    source.close(Some(committed)).await;
-    Ok(sinks)
+    match pipeline.run(&mut source, role.stop.clone()).await {
+        Ok((sinks, committed)) => {
+            source.close(Some(committed)).await;
+            Ok(sinks)
+        }
+        Err(error) => {
+            // Leave the group at once so the partitions move on; the process exits non-zero.
+            role.stop.request();
+            source.close(None).await;
+            Err(error)
+        }
+    }
 }
 
 /// Offsets for roles that rebuild their state from the whole topic at every start.

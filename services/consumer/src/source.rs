@@ -7,19 +7,28 @@
 //! partitions but keeps polling, so the instance stays in the group instead of being evicted for
 //! not polling.
 //!
-//! Every record carries the generation of the assignment it was fetched under. A rebalance ends
-//! a generation: the pipeline first gets the chance to commit what it holds, then discards any
-//! record of an older generation (the eager protocol revokes everything, and the next assignment
-//! seeks to the offsets stored in the database, so nothing is lost).
+//! The database is the source of truth for positions: a partition resumes at the offset stored
+//! with the rows, or at the **earliest** offset when nothing is stored (a new or re-created
+//! database rebuilds everything); Kafka's committed offsets only feed lag monitoring. When the
+//! offsets cannot be read, the partitions stay paused and the read is retried; there is no
+//! fallback. Every record carries the stored offset it continues from (`expected`), which the
+//! ledger checks and moves in the same transaction as the rows (fencing), so a gap or an overlap
+//! can never be committed: a stale share fails, the writer asks for a re-seek, and the thread
+//! rewinds every partition to the database's offsets.
+//!
+//! All of the thread's bookkeeping lives in one [`State`] behind one lock: the phase
+//! (unassigned, seeking, consuming; after vector's kafka source), the generation, positions,
+//! records not yet handed over, and the hold that reads the customers topic first.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
+use bank_runtime::backoff::Backoff;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
@@ -29,6 +38,9 @@ use tokio::sync::mpsc;
 use crate::health::Health;
 use crate::metrics::{Metrics, PartitionLabels, TopicLabel};
 
+/// `(topic, partition)`.
+pub type PartitionKey = (String, i32);
+
 /// A record as the pipeline needs it, detached from librdkafka's buffers.
 #[derive(Debug, Clone)]
 pub struct Record {
@@ -37,7 +49,11 @@ pub struct Record {
     pub offset: i64,
     pub key: Option<Vec<u8>>,
     pub payload: Option<Vec<u8>>,
-    pub headers: Vec<(String, Vec<u8>)>,
+    /// Header names are decoded lossily: any client may write bytes that are not UTF-8.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    /// The stored offset this record continues from: the previous record's offset + 1, or the
+    /// position the partition was sought to (`None`: from the beginning, nothing stored).
+    pub expected: Option<i64>,
     pub generation: u64,
 }
 
@@ -54,27 +70,56 @@ pub enum Control {
 
 /// Where stored offsets come from on assignment.
 pub trait OffsetStore: Send + Sync + 'static {
-    /// Next offsets for the given partitions, or an error if the store cannot answer now.
-    fn load(
-        &self,
-        partitions: &[(String, i32)],
-    ) -> anyhow::Result<std::collections::HashMap<(String, i32), i64>>;
+    /// Next offsets of those partitions that have one stored, or an error if the store cannot
+    /// answer now (the caller retries; it never guesses).
+    fn load(&self, partitions: &[PartitionKey]) -> anyhow::Result<HashMap<PartitionKey, i64>>;
+}
+
+/// What the polling thread is doing with its assignment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Nothing assigned.
+    Unassigned,
+    /// Assigned, positions unknown: every partition paused, records dropped, offsets to be
+    /// (re)loaded from the store at `retry_at`.
+    Seeking { retry_at: Instant },
+    /// Positions known, records flowing.
+    Consuming,
+}
+
+/// The first topic (customers) is read to its end before the others at each assignment.
+#[derive(Debug)]
+struct Hold {
+    /// Partitions of the first topic still catching up: partition -> offset to reach.
+    catch_up: HashMap<PartitionKey, i64>,
+    /// Partitions of the other topics held back meanwhile.
+    held: TopicPartitionList,
+    since: Instant,
+}
+
+/// Everything the polling thread and the rebalance callbacks share.
+struct State {
+    phase: Phase,
+    generation: u64,
+    assignment: TopicPartitionList,
+    /// Per assigned partition, what the next record continues from (see [`Record::expected`]).
+    positions: HashMap<PartitionKey, Option<i64>>,
+    pending: VecDeque<Record>,
+    hold: Option<Hold>,
+    /// Fetching paused because the pipeline is not taking records.
+    stalled_pause: bool,
+    seek_backoff: Backoff,
 }
 
 pub struct SourceContext {
     offsets: Box<dyn OffsetStore>,
-    /// Topic read to its end before the others at every assignment (the customers topic), so
-    /// that a backlog does not park every transaction only to post it again moments later.
     first: Option<String>,
-    /// Partitions of `first` still catching up: partition -> offset to reach.
-    catch_up: Mutex<std::collections::HashMap<(String, i32), i64>>,
-    /// Partitions of the other topics held back meanwhile, and since when.
-    held: Mutex<TopicPartitionList>,
-    held_since: Mutex<Option<std::time::Instant>>,
-    control: mpsc::UnboundedSender<Control>,
+    state: Mutex<State>,
+    /// Mirrors `State::generation` for the pipeline, which must not take the thread's lock.
     generation: Arc<AtomicU64>,
-    pending: Mutex<VecDeque<Record>>,
-    assignment: Mutex<TopicPartitionList>,
+    /// Set by a fenced writer to `generation + 1`: re-seek every partition from the store.
+    reseek: Arc<AtomicU64>,
+    control: mpsc::UnboundedSender<Control>,
     health: Arc<Health>,
     metrics: Metrics,
 }
@@ -131,80 +176,139 @@ impl ConsumerContext for SourceContext {
     }
 }
 
+fn partitions_of(tpl: &TopicPartitionList) -> Vec<PartitionKey> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect()
+}
+
 impl SourceContext {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
-        let partitions: Vec<(String, i32)> = tpl
-            .elements()
-            .iter()
-            .map(|e| (e.topic().to_owned(), e.partition()))
-            .collect();
-        match self.offsets.load(&partitions) {
-            Ok(stored) => {
-                for ((topic, partition), next) in &stored {
-                    if let Err(error) =
-                        tpl.set_partition_offset(topic, *partition, Offset::Offset(*next))
-                    {
-                        tracing::warn!(%error, topic, partition, "cannot seek to the stored offset");
-                    }
+        let partitions = partitions_of(tpl);
+        let loaded = self.offsets.load(&partitions);
+        if let Ok(stored) = &loaded {
+            for (topic, partition) in &partitions {
+                let offset = match stored.get(&(topic.clone(), *partition)) {
+                    Some(next) => Offset::Offset(*next),
+                    None => Offset::Beginning,
+                };
+                if let Err(error) = tpl.set_partition_offset(topic, *partition, offset) {
+                    tracing::warn!(%error, topic, partition, "cannot set the start offset");
                 }
-                tracing::info!(
-                    ?partitions,
-                    stored = stored.len(),
-                    "partitions assigned; resuming at the database's offsets"
-                );
-            }
-            Err(error) => {
-                // Safe, only slower: Kafka's committed offsets never pass the database's, and
-                // every write is idempotent, so re-reading a little is harmless.
-                tracing::warn!(
-                    error = format!("{error:#}"),
-                    "cannot read stored offsets; resuming at Kafka's committed offsets"
-                );
             }
         }
         if let Err(error) = consumer.assign(tpl) {
             tracing::error!(%error, "assign failed");
         }
-        self.hold_until_first_topic_caught_up(consumer, tpl);
+        let mut state = self.state();
+        state.assignment = tpl.clone();
+        state.pending.clear();
+        self.bump_generation(&mut state);
         self.health.set_assigned(partitions.len());
-        *self.assignment.lock().unwrap_or_else(|e| e.into_inner()) = tpl.clone();
+        match loaded {
+            Ok(stored) => {
+                tracing::info!(
+                    ?partitions,
+                    stored = stored.len(),
+                    "partitions assigned; resuming at the database's offsets (earliest where none)"
+                );
+                state.seek_backoff.reset();
+                state.positions = positions(&partitions, &stored);
+                state.phase = Phase::Consuming;
+                self.start_hold(consumer, &mut state);
+            }
+            Err(error) => {
+                let _ = consumer.pause(tpl);
+                let pause = state.seek_backoff.next_pause();
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    retry_in = ?pause,
+                    "cannot read stored offsets; partitions stay paused until they can be read"
+                );
+                state.phase = Phase::Seeking {
+                    retry_at: Instant::now() + pause,
+                };
+            }
+        }
     }
 
-    fn hold_until_first_topic_caught_up(
-        &self,
-        consumer: &BaseConsumer<Self>,
-        tpl: &TopicPartitionList,
-    ) {
+    /// Rewinds every assigned partition to the store's offsets (after a fenced write, or when
+    /// they could not be read at assignment). Partitions stay paused if the store fails again.
+    fn reseek(&self, consumer: &BaseConsumer<Self>) {
+        let mut state = self.state();
+        let partitions = partitions_of(&state.assignment);
+        let _ = consumer.pause(&state.assignment);
+        match self.offsets.load(&partitions) {
+            Ok(stored) => {
+                self.bump_generation(&mut state);
+                state.pending.clear();
+                for (topic, partition) in &partitions {
+                    let offset = match stored.get(&(topic.clone(), *partition)) {
+                        Some(next) => Offset::Offset(*next),
+                        None => Offset::Beginning,
+                    };
+                    if let Err(error) =
+                        consumer.seek(topic, *partition, offset, Duration::from_secs(10))
+                    {
+                        tracing::warn!(%error, topic, partition, "seek failed; retrying");
+                        let pause = state.seek_backoff.next_pause();
+                        state.phase = Phase::Seeking {
+                            retry_at: Instant::now() + pause,
+                        };
+                        return;
+                    }
+                }
+                state.seek_backoff.reset();
+                state.positions = positions(&partitions, &stored);
+                state.phase = Phase::Consuming;
+                state.stalled_pause = false;
+                let _ = consumer.resume(&state.assignment);
+                state.hold = None;
+                self.start_hold(consumer, &mut state);
+                tracing::info!(?partitions, "re-read every partition from the database's offsets");
+            }
+            Err(error) => {
+                let pause = state.seek_backoff.next_pause();
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    retry_in = ?pause,
+                    "cannot read stored offsets; partitions stay paused"
+                );
+                state.phase = Phase::Seeking {
+                    retry_at: Instant::now() + pause,
+                };
+            }
+        }
+    }
+
+    fn bump_generation(&self, state: &mut State) {
+        state.generation += 1;
+        self.generation.store(state.generation, Ordering::SeqCst);
+    }
+
+    fn start_hold(&self, consumer: &BaseConsumer<Self>, state: &mut State) {
         let Some(first) = &self.first else { return };
-        let mut catch_up = std::collections::HashMap::new();
+        let mut catch_up = HashMap::new();
         let mut held = TopicPartitionList::new();
-        for element in tpl.elements() {
+        for element in state.assignment.elements() {
+            let key = (element.topic().to_owned(), element.partition());
             if element.topic() != first {
-                let _ = held.add_partition(element.topic(), element.partition());
+                let _ = held.add_partition(&key.0, key.1);
                 continue;
             }
-            let end = consumer
-                .fetch_watermarks(element.topic(), element.partition(), Duration::from_secs(5))
-                .map(|(_, high)| high)
-                .unwrap_or(0);
-            let start = match element.offset() {
-                Offset::Offset(n) => n,
-                _ => consumer
-                    .committed_offsets(
-                        {
-                            let mut one = TopicPartitionList::new();
-                            let _ = one.add_partition(element.topic(), element.partition());
-                            one
-                        },
-                        Duration::from_secs(5),
-                    )
-                    .ok()
-                    .and_then(|c| c.elements().first().and_then(|e| e.offset().to_raw()))
-                    .filter(|n| *n >= 0)
-                    .unwrap_or(0),
+            let Ok((low, high)) =
+                consumer.fetch_watermarks(&key.0, key.1, Duration::from_secs(5))
+            else {
+                continue;
             };
-            if start < end {
-                catch_up.insert((element.topic().to_owned(), element.partition()), end);
+            let start = state.positions.get(&key).copied().flatten().unwrap_or(low);
+            if start < high {
+                catch_up.insert(key, high);
             }
         }
         if !catch_up.is_empty() && held.count() > 0 {
@@ -213,35 +317,21 @@ impl SourceContext {
                 "reading {first} to its end before the other topics"
             );
             let _ = consumer.pause(&held);
-            *self.catch_up.lock().unwrap_or_else(|e| e.into_inner()) = catch_up;
-            *self.held.lock().unwrap_or_else(|e| e.into_inner()) = held;
-            *self.held_since.lock().unwrap_or_else(|e| e.into_inner()) =
-                Some(std::time::Instant::now());
+            state.hold = Some(Hold {
+                catch_up,
+                held,
+                since: Instant::now(),
+            });
         }
     }
 
     /// Never hold the other topics for long: parking covers whatever is still out of order.
-    fn release_hold_if_overdue(&self, consumer: &BaseConsumer<Self>) {
-        let overdue = self
-            .held_since
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some_and(|since| since.elapsed() > MAX_HOLD);
-        if overdue {
-            self.catch_up
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clear();
-            let held = std::mem::replace(
-                &mut *self.held.lock().unwrap_or_else(|e| e.into_inner()),
-                TopicPartitionList::new(),
-            );
-            *self.held_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
-            let _ = consumer.resume(&held);
-            tracing::warn!(
-                ?MAX_HOLD,
-                "first topic still behind; reading every topic anyway"
-            );
+    fn release_hold_if_overdue(&self, consumer: &BaseConsumer<Self>, state: &mut State) {
+        if state.hold.as_ref().is_some_and(|h| h.since.elapsed() > MAX_HOLD)
+            && let Some(hold) = state.hold.take()
+        {
+            let _ = consumer.resume(&hold.held);
+            tracing::warn!(?MAX_HOLD, "first topic still behind; reading every topic anyway");
         }
     }
 
@@ -249,48 +339,28 @@ impl SourceContext {
     fn note_first_topic_progress(
         &self,
         consumer: &BaseConsumer<Self>,
-        topic: &str,
-        partition: i32,
+        state: &mut State,
+        key: &PartitionKey,
         offset: i64,
     ) {
-        let mut catch_up = self.catch_up.lock().unwrap_or_else(|e| e.into_inner());
-        if catch_up.is_empty() || self.first.as_deref() != Some(topic) {
-            return;
-        }
-        let key = (topic.to_owned(), partition);
-        if catch_up.get(&key).is_some_and(|end| offset + 1 >= *end) {
-            catch_up.remove(&key);
-            if catch_up.is_empty() {
-                *self.held_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                let held = std::mem::replace(
-                    &mut *self.held.lock().unwrap_or_else(|e| e.into_inner()),
-                    TopicPartitionList::new(),
-                );
-                let _ = consumer.resume(&held);
+        let Some(hold) = state.hold.as_mut() else { return };
+        if hold.catch_up.get(key).is_some_and(|end| offset + 1 >= *end) {
+            hold.catch_up.remove(key);
+            if hold.catch_up.is_empty() {
+                let _ = consumer.resume(&hold.held);
+                state.hold = None;
                 tracing::info!("caught up with the first topic; reading every topic");
             }
         }
     }
 
-    /// Re-applies the catch-up hold after a blanket resume.
-    fn reapply_hold(&self, consumer: &BaseConsumer<Self>) {
-        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        if held.count() > 0 {
-            let _ = consumer.pause(&held);
-        }
-    }
-
     fn revoke(&self, consumer: &BaseConsumer<Self>) {
-        self.catch_up
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
-        *self.held.lock().unwrap_or_else(|e| e.into_inner()) = TopicPartitionList::new();
-        let ending = self.generation.load(Ordering::SeqCst);
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        let ending = {
+            let mut state = self.state();
+            state.hold = None;
+            state.pending.clear();
+            state.generation
+        };
         let (done, finished) = std::sync::mpsc::sync_channel(1);
         if self
             .control
@@ -302,43 +372,150 @@ impl SourceContext {
             && finished.recv_timeout(REVOKE_GRACE).is_err()
         {
             tracing::warn!(
-                "pipeline did not commit within {REVOKE_GRACE:?}; its batch will be consumed again"
+                "pipeline did not commit within {REVOKE_GRACE:?}; the next owner reads its records again"
             );
         }
-        self.generation.fetch_add(1, Ordering::SeqCst);
         if let Err(error) = consumer.unassign() {
             tracing::error!(%error, "unassign failed");
         }
+        let mut state = self.state();
+        self.bump_generation(&mut state);
+        state.phase = Phase::Unassigned;
+        state.assignment = TopicPartitionList::new();
+        state.positions.clear();
+        state.stalled_pause = false;
         self.health.set_assigned(0);
-        *self.assignment.lock().unwrap_or_else(|e| e.into_inner()) = TopicPartitionList::new();
         tracing::info!("partitions revoked");
     }
+
+    /// Takes a polled message into `pending`, or drops it if its partition's position is not
+    /// known (seeking) or it lies behind the position (left over from before a seek).
+    fn accept(&self, consumer: &BaseConsumer<Self>, message: &BorrowedMessage<'_>) {
+        let mut state = self.state();
+        let key = (message.topic().to_owned(), message.partition());
+        let offset = message.offset();
+        if state.phase != Phase::Consuming {
+            return;
+        }
+        let Some(expected) = state.positions.get(&key).copied() else {
+            return;
+        };
+        if expected.is_some_and(|next| offset < next) {
+            return;
+        }
+        state.positions.insert(key.clone(), Some(offset + 1));
+        let record = Record {
+            topic: key.0.clone(),
+            partition: key.1,
+            offset,
+            key: message.key().map(<[u8]>::to_vec),
+            payload: message.payload().map(<[u8]>::to_vec),
+            headers: headers_of(message),
+            expected,
+            generation: state.generation,
+        };
+        self.note_first_topic_progress(consumer, &mut state, &key, offset);
+        state.pending.push_back(record);
+    }
+}
+
+fn positions(
+    partitions: &[PartitionKey],
+    stored: &HashMap<PartitionKey, i64>,
+) -> HashMap<PartitionKey, Option<i64>> {
+    partitions
+        .iter()
+        .map(|key| (key.clone(), stored.get(key).copied()))
+        .collect()
+}
+
+/// A message's headers, read without rdkafka's accessor, which panics on a header name that is
+/// not UTF-8 (any client can write one).
+fn headers_of(message: &BorrowedMessage<'_>) -> Vec<(String, Option<Vec<u8>>)> {
+    use rdkafka::bindings as rd;
+    let mut headers = Vec::new();
+    // SAFETY: `message` is alive for the whole block and owns its header list; librdkafka
+    // returns pointers into it (a NUL-terminated name, a value of `size` bytes or NULL) that we
+    // copy before returning. Errors leave the out-pointers untouched and are checked first.
+    unsafe {
+        let mut list: *mut rd::rd_kafka_headers_t = std::ptr::null_mut();
+        if rd::rd_kafka_message_headers(message.ptr(), &mut list)
+            != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+            || list.is_null()
+        {
+            return headers;
+        }
+        for index in 0..rd::rd_kafka_header_cnt(list) {
+            let mut name: *const std::ffi::c_char = std::ptr::null();
+            let mut value: *const std::ffi::c_void = std::ptr::null();
+            let mut size: usize = 0;
+            if rd::rd_kafka_header_get_all(list, index, &mut name, &mut value, &mut size)
+                != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+            {
+                continue;
+            }
+            let name = if name.is_null() {
+                String::new()
+            } else {
+                std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned()
+            };
+            let value = (!value.is_null())
+                .then(|| std::slice::from_raw_parts(value.cast::<u8>(), size).to_vec());
+            headers.push((name, value));
+        }
+    }
+    headers
 }
 
 /// The Kafka consumer of a role, shared between the polling thread and the pipeline (which
 /// commits offsets to Kafka, for lag monitoring, after each database commit).
 pub type GroupConsumer = BaseConsumer<SourceContext>;
 
+/// The pipeline's end of a running source.
 pub struct Source {
     pub consumer: Arc<GroupConsumer>,
     pub records: mpsc::Receiver<Record>,
     pub control: mpsc::UnboundedReceiver<Control>,
     pub generation: Arc<AtomicU64>,
+    reseek: Arc<AtomicU64>,
     thread: std::thread::JoinHandle<()>,
     stop: bank_runtime::shutdown::Stop,
 }
 
-/// Subscribes `config` (a group consumer's settings) to `topics` and starts the polling thread.
+/// A handle writers use to ask for a re-seek after a fenced write.
+#[derive(Debug, Clone)]
+pub struct Reseek {
+    generation: Arc<AtomicU64>,
+    request: Arc<AtomicU64>,
+}
+
+impl Reseek {
+    /// The current generation: a share of an older one is stale.
+    pub fn current(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Asks the polling thread to rewind every partition to the stored offsets, unless it has
+    /// already done so (or rebalanced) since `generation`.
+    pub fn request(&self, generation: u64) {
+        if self.current() == generation {
+            self.request.store(generation + 1, Ordering::SeqCst);
+        }
+    }
+}
+
 /// What a role subscribes to.
 #[derive(Debug, Clone)]
 pub struct Subscription {
     pub topics: Vec<String>,
-    /// A topic read to its end before the others at each assignment (see `SourceContext`).
+    /// A topic read to its end before the others at each assignment (see [`Hold`]).
     pub first: Option<String>,
     /// Records buffered between the polling thread and the pipeline.
     pub capacity: usize,
 }
 
+/// Subscribes `config` (a group consumer's settings) to the subscription's topics and starts the
+/// polling thread.
 pub fn start(
     mut config: ClientConfig,
     subscription: Subscription,
@@ -358,16 +535,23 @@ pub fn start(
     let (records_tx, records) = mpsc::channel(subscription.capacity.max(1));
     let (control_tx, control) = mpsc::unbounded_channel();
     let generation = Arc::new(AtomicU64::new(0));
+    let reseek = Arc::new(AtomicU64::new(0));
     let context = SourceContext {
         offsets,
         first: subscription.first.clone(),
-        catch_up: Mutex::new(std::collections::HashMap::new()),
-        held: Mutex::new(TopicPartitionList::new()),
-        held_since: Mutex::new(None),
-        control: control_tx,
+        state: Mutex::new(State {
+            phase: Phase::Unassigned,
+            generation: 0,
+            assignment: TopicPartitionList::new(),
+            positions: HashMap::new(),
+            pending: VecDeque::new(),
+            hold: None,
+            stalled_pause: false,
+            seek_backoff: Backoff::default(),
+        }),
         generation: generation.clone(),
-        pending: Mutex::new(VecDeque::new()),
-        assignment: Mutex::new(TopicPartitionList::new()),
+        reseek: reseek.clone(),
+        control: control_tx,
         health,
         metrics,
     };
@@ -387,12 +571,20 @@ pub fn start(
         records,
         control,
         generation,
+        reseek,
         thread,
         stop,
     })
 }
 
 impl Source {
+    pub fn reseek_handle(&self) -> Reseek {
+        Reseek {
+            generation: self.generation.clone(),
+            request: self.reseek.clone(),
+        }
+    }
+
     /// Asks the polling thread to stop (after the pipeline committed), waits for it, commits the
     /// final positions to Kafka and leaves the group, all bounded in time.
     pub async fn close(self, last_offsets: Option<TopicPartitionList>) {
@@ -429,59 +621,12 @@ fn poll_loop(
     stop: &bank_runtime::shutdown::Stop,
 ) {
     let context = consumer.context();
-    let mut paused = false;
     let mut stalled = Duration::ZERO;
     while !stop.is_requested() {
-        // Hand over what is pending, waiting a little for room: pausing makes librdkafka drop
-        // what it prefetched, so it is kept for a pipeline that is stuck, not merely busy.
-        loop {
-            let next = context
-                .pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .pop_front();
-            let Some(record) = next else { break };
-            let wait = Duration::from_millis(250);
-            match runtime.block_on(async { tokio::time::timeout(wait, records.reserve()).await }) {
-                Ok(Ok(permit)) => {
-                    permit.send(record);
-                    stalled = Duration::ZERO;
-                }
-                Ok(Err(_)) => return,
-                Err(_) => {
-                    context
-                        .pending
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push_front(record);
-                    stalled += wait;
-                    break;
-                }
-            }
-            if stop.is_requested() {
-                return;
-            }
+        if !hand_over(context, &records, runtime, stop, &mut stalled) {
+            return;
         }
-        let pending_empty = context
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty();
-        let assignment = context
-            .assignment
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        if !pending_empty && !paused && stalled >= STALL_BEFORE_PAUSE {
-            tracing::info!(?stalled, "pipeline is not taking records; pausing fetches");
-            let _ = consumer.pause(&assignment);
-            paused = true;
-        } else if pending_empty && paused {
-            let _ = consumer.resume(&assignment);
-            context.reapply_hold(consumer);
-            paused = false;
-        }
-        context.release_hold_if_overdue(consumer);
+        let pending_empty = housekeeping(context, consumer, stalled);
         let timeout = if pending_empty {
             Duration::from_millis(100)
         } else {
@@ -498,42 +643,84 @@ fn poll_loop(
                         topic: message.topic().to_owned(),
                     })
                     .inc();
-                let record = Record {
-                    topic: message.topic().to_owned(),
-                    partition: message.partition(),
-                    offset: message.offset(),
-                    key: message.key().map(<[u8]>::to_vec),
-                    payload: message.payload().map(<[u8]>::to_vec),
-                    headers: message
-                        .headers()
-                        .map(|h| {
-                            h.iter()
-                                .map(|header| {
-                                    (
-                                        header.key.to_owned(),
-                                        header.value.unwrap_or_default().to_vec(),
-                                    )
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                    generation: context.generation.load(Ordering::SeqCst),
-                };
-                context.note_first_topic_progress(
-                    consumer,
-                    &record.topic,
-                    record.partition,
-                    record.offset,
-                );
-                context
-                    .pending
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push_back(record);
+                context.accept(consumer, &message);
             }
             Some(Err(error)) => {
                 tracing::warn!(%error, "kafka poll error");
             }
         }
     }
+}
+
+/// Hands pending records to the pipeline, waiting a little for room: pausing makes librdkafka
+/// drop what it prefetched, so it is kept for a pipeline that is stuck, not merely busy. Returns
+/// false when the pipeline is gone or a stop was requested.
+fn hand_over(
+    context: &SourceContext,
+    records: &mpsc::Sender<Record>,
+    runtime: &tokio::runtime::Handle,
+    stop: &bank_runtime::shutdown::Stop,
+    stalled: &mut Duration,
+) -> bool {
+    loop {
+        let Some(record) = context.state().pending.pop_front() else {
+            return true;
+        };
+        let wait = Duration::from_millis(250);
+        match runtime.block_on(async { tokio::time::timeout(wait, records.reserve()).await }) {
+            Ok(Ok(permit)) => {
+                permit.send(record);
+                *stalled = Duration::ZERO;
+            }
+            Ok(Err(_)) => return false,
+            Err(_) => {
+                let mut state = context.state();
+                // A rebalance or re-seek in between makes the record stale: drop it.
+                if record.generation == state.generation {
+                    state.pending.push_front(record);
+                }
+                *stalled += wait;
+                return true;
+            }
+        }
+        if stop.is_requested() {
+            return false;
+        }
+    }
+}
+
+/// Pauses or resumes for the pipeline, re-seeks when asked or due, releases an overdue hold.
+/// Returns whether nothing is pending.
+fn housekeeping(context: &SourceContext, consumer: &GroupConsumer, stalled: Duration) -> bool {
+    let requested = context.reseek.swap(0, Ordering::SeqCst);
+    let due = {
+        let mut state = context.state();
+        if requested != 0 && requested == state.generation + 1 && state.phase == Phase::Consuming
+        {
+            state.phase = Phase::Seeking {
+                retry_at: Instant::now(),
+            };
+        }
+        matches!(state.phase, Phase::Seeking { retry_at } if Instant::now() >= retry_at)
+    };
+    if due {
+        context.reseek(consumer);
+    }
+    let mut state = context.state();
+    let pending_empty = state.pending.is_empty();
+    if state.phase == Phase::Consuming {
+        if !pending_empty && !state.stalled_pause && stalled >= STALL_BEFORE_PAUSE {
+            tracing::info!(?stalled, "pipeline is not taking records; pausing fetches");
+            let _ = consumer.pause(&state.assignment);
+            state.stalled_pause = true;
+        } else if pending_empty && state.stalled_pause {
+            let _ = consumer.resume(&state.assignment);
+            if let Some(hold) = &state.hold {
+                let _ = consumer.pause(&hold.held);
+            }
+            state.stalled_pause = false;
+        }
+        context.release_hold_if_overdue(consumer, &mut state);
+    }
+    pending_empty
 }

@@ -148,7 +148,13 @@ impl SummarySink {
 }
 
 impl Sink for SummarySink {
-    async fn apply(&mut self, batch: &Decoded) -> anyhow::Result<()> {
+    async fn apply(&mut self, batch: &Decoded) -> Result<(), crate::pipeline::WriteError> {
+        Ok(self.apply_batch(batch).await?)
+    }
+}
+
+impl SummarySink {
+    async fn apply_batch(&mut self, batch: &Decoded) -> anyhow::Result<()> {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
         for (tx, _) in &batch.transactions {

@@ -145,6 +145,8 @@ pub fn unknown_customer(tx: &Transaction) -> Customer {
         email: String::new(),
         created_at: tx.transaction_datetime,
         branch_id: tx.branch_id,
+        // A placeholder: any real Customer event for the account is newer.
+        updated_at: None,
     }
 }
 

@@ -52,6 +52,7 @@ pub async fn run(args: SampleArgs) -> anyhow::Result<()> {
         email: "ada@example.com".into(),
         created_at: Some(at),
         branch_id: 1,
+        updated_at: Some(at),
     };
     let transaction = Transaction {
         transaction_id: uuid::Uuid::new_v4().to_string(),

@@ -10,6 +10,10 @@ pub struct Model {
     pub email: String,
     pub created_at: Option<DateTimeUtc>,
     pub branch_id: i64,
+    /// See migration m0003: `updated_at` in microseconds, or `i64::MIN` when unversioned.
+    pub version_micros: i64,
+    pub source_partition: i32,
+    pub source_offset: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

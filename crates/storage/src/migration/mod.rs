@@ -5,6 +5,7 @@ use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
 mod m0001_ledger;
 mod m0002_binary_keys;
+mod m0003_customer_versions;
 
 pub struct Migrator;
 
@@ -13,6 +14,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m0001_ledger::Migration),
             Box::new(m0002_binary_keys::Migration),
+            Box::new(m0003_customer_versions::Migration),
         ]
     }
 }

@@ -247,8 +247,24 @@ pub async fn generate(
     count: u64,
     seed: u64,
 ) -> producer::manifest::Manifest {
-    let manifest = std::env::temp_dir().join(format!("{}.manifest.json", topics.group));
-    let argv: Vec<String> = [
+    generate_with(topics, customers, count, seed, &[]).await
+}
+
+/// Where [`generate`] writes the manifest of `topics`.
+pub fn manifest_path(topics: &Topics) -> PathBuf {
+    std::env::temp_dir().join(format!("{}.manifest.json", topics.group))
+}
+
+/// [`generate`] with extra flags (e.g. `--rate`).
+pub async fn generate_with(
+    topics: &Topics,
+    customers: u32,
+    count: u64,
+    seed: u64,
+    extra: &[&str],
+) -> producer::manifest::Manifest {
+    let manifest = manifest_path(topics);
+    let mut argv: Vec<String> = [
         "producer",
         "generate",
         "-b",
@@ -272,6 +288,7 @@ pub async fn generate(
     .iter()
     .map(|s| s.to_string())
     .collect();
+    argv.extend(extra.iter().map(|s| s.to_string()));
     producer::run(producer::cli::Cli::try_parse_from(argv).unwrap())
         .await
         .expect("producer generate");
@@ -370,6 +387,7 @@ pub fn customer(account: &str) -> Customer {
             nanos: 0,
         }),
         branch_id: 0,
+        updated_at: None,
     }
 }
 
@@ -401,4 +419,102 @@ pub async fn stored_offset(db: &DatabaseConnection, group: &str, topic: &str) ->
         .ok()
         .and_then(|m| m.get(&(topic.to_owned(), 0)).copied())
         .unwrap_or(0)
+}
+
+/// Produces one record to partition 0 of `topic` with a header whose *name* is `name`, raw
+/// bytes that need not be UTF-8 (rdkafka's safe API only takes `&str` names; any other client
+/// can write such a header).
+pub fn produce_with_raw_header_name(topic: &str, key: &str, value: &[u8], name: &[u8]) {
+    use rdkafka::bindings as rd;
+    use rdkafka::producer::{BaseProducer, Producer};
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .expect("producer");
+    let topic = std::ffi::CString::new(topic).unwrap();
+    let name = std::ffi::CString::new(name).expect("no NUL in the header name");
+    let header_value = b"v";
+    let vu = |vtype, u| rd::rd_kafka_vu_t { vtype, u };
+    let vus = [
+        vu(rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_TOPIC, rd::rd_kafka_vu_s__bindgen_ty_1 {
+            cstr: topic.as_ptr(),
+        }),
+        vu(rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_PARTITION, rd::rd_kafka_vu_s__bindgen_ty_1 {
+            i32_: 0,
+        }),
+        vu(rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_KEY, rd::rd_kafka_vu_s__bindgen_ty_1 {
+            mem: rd::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_1 {
+                ptr: key.as_ptr() as *mut _,
+                size: key.len(),
+            },
+        }),
+        vu(rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_VALUE, rd::rd_kafka_vu_s__bindgen_ty_1 {
+            mem: rd::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_1 {
+                ptr: value.as_ptr() as *mut _,
+                size: value.len(),
+            },
+        }),
+        vu(rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_HEADER, rd::rd_kafka_vu_s__bindgen_ty_1 {
+            header: rd::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_2 {
+                name: name.as_ptr(),
+                val: header_value.as_ptr().cast(),
+                size: header_value.len() as isize,
+            },
+        }),
+    ];
+    // SAFETY: every pointer refers to a local that outlives the call; librdkafka copies the
+    // key, value and header (RD_KAFKA_MSG_F_COPY is the default for produceva).
+    let error = unsafe { rd::rd_kafka_produceva(producer.client().native_ptr(), vus.as_ptr(), vus.len()) };
+    assert!(error.is_null(), "produceva failed");
+    producer
+        .flush(Duration::from_secs(30))
+        .expect("the record with a raw header name was delivered");
+}
+
+/// A TCP proxy on 127.0.0.1 that a test can cut (every connection dropped, new ones refused)
+/// and restore: a database outage for one instance only, without touching the server.
+pub struct Proxy {
+    pub port: u16,
+    cut: tokio::sync::watch::Sender<bool>,
+}
+
+impl Proxy {
+    pub async fn start(target: std::net::SocketAddr) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (cut, watch) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if *watch.borrow() {
+                    continue; // dropped at once: refused
+                }
+                let mut watch = watch.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = watch.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        });
+        Proxy { port, cut }
+    }
+
+    pub fn cut(&self) {
+        let _ = self.cut.send(true);
+    }
+
+    pub fn restore(&self) {
+        let _ = self.cut.send(false);
+    }
+
+    /// `url` (a postgres:// URL of the native stack) with its port replaced by the proxy's.
+    pub fn url(&self, url: &str) -> String {
+        let (head, tail) = url.rsplit_once('@').expect("user@host in the URL");
+        let (_host, rest) = tail.split_once('/').expect("a database in the URL");
+        format!("{head}@127.0.0.1:{}/{rest}", self.port)
+    }
 }
