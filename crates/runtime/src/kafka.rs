@@ -186,7 +186,15 @@ mod tests {
             .expect("default config");
         let features = native.get("builtin.features").expect("builtin.features");
         let features: Vec<&str> = features.split(',').collect();
-        for wanted in ["ssl", "sasl_plain", "sasl_scram", "sasl_oauthbearer", "gzip", "lz4", "snappy"] {
+        for wanted in [
+            "ssl",
+            "sasl_plain",
+            "sasl_scram",
+            "sasl_oauthbearer",
+            "gzip",
+            "lz4",
+            "snappy",
+        ] {
             assert!(
                 features.contains(&wanted),
                 "librdkafka lacks {wanted}: {features:?}"

@@ -118,7 +118,10 @@ mod tests {
         assert!(!postgres_rejects("53300"), "too many connections");
         assert!(!postgres_rejects("57P01"), "admin shutdown");
         assert!(!postgres_rejects("08006"), "connection failure");
-        assert!(!postgres_rejects("42P01"), "undefined table: an operator's problem");
+        assert!(
+            !postgres_rejects("42P01"),
+            "undefined table: an operator's problem"
+        );
     }
 
     #[test]

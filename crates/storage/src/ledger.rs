@@ -272,7 +272,12 @@ impl Ledger {
             return Ok(applied);
         }
         let rows = take_parked(&txn, &accounts).await?;
-        post(&txn, rows.into_iter().map(|r| (r, true)).collect(), &mut applied).await?;
+        post(
+            &txn,
+            rows.into_iter().map(|r| (r, true)).collect(),
+            &mut applied,
+        )
+        .await?;
         txn.commit().await?;
         self.known_customers.extend(accounts);
         Ok(applied)
@@ -347,9 +352,7 @@ async fn post(
     let after = move_balances(txn, &deltas).await?;
     let mut running: HashMap<&str, i64> = deltas
         .iter()
-        .map(|(account, (delta, _))| {
-            (*account, after.get(*account).copied().unwrap_or(0) - delta)
-        })
+        .map(|(account, (delta, _))| (*account, after.get(*account).copied().unwrap_or(0) - delta))
         .collect();
     for (row, was_parked) in posted {
         let balance = running.entry(row.account_number.as_str()).or_default();

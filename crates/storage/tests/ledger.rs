@@ -204,7 +204,10 @@ async fn stranded_parked_transactions_are_posted(db: DatabaseConnection) {
         .await
         .unwrap();
     committed_by_another_writer(&db, "C").await;
-    let applied = writer.apply(&db, &batch(&[], vec![], None, 3)).await.unwrap();
+    let applied = writer
+        .apply(&db, &batch(&[], vec![], None, 3))
+        .await
+        .unwrap();
     assert!(applied.posted.is_empty(), "not swept before its time");
     // With no traffic at all, the writer's timer calls the sweep.
     let applied = writer.sweep(&db).await.unwrap();
@@ -221,26 +224,50 @@ async fn stranded_parked_transactions_are_posted(db: DatabaseConnection) {
 async fn stale_shares_are_fenced(db: DatabaseConnection) {
     let mut owner = Ledger::new("g");
     owner
-        .apply(&db, &batch(&["F"], vec![deposit("f1", "F", 10, 0)], None, 1))
+        .apply(
+            &db,
+            &batch(&["F"], vec![deposit("f1", "F", 10, 0)], None, 1),
+        )
         .await
         .unwrap();
     // A former owner, paused before the row above was written, still thinks nothing is stored.
     let mut former = Ledger::new("g");
-    let late = batch(&["G"], vec![deposit("f1", "F", 10, 0), deposit("g1", "F", 99, 1)], None, 2);
+    let late = batch(
+        &["G"],
+        vec![deposit("f1", "F", 10, 0), deposit("g1", "F", 99, 1)],
+        None,
+        2,
+    );
     let error = former.apply(&db, &late).await.unwrap_err();
     assert!(
-        matches!(error, ApplyError::Fenced { found: Some(1), expected: None, .. }),
+        matches!(
+            error,
+            ApplyError::Fenced {
+                found: Some(1),
+                expected: None,
+                ..
+            }
+        ),
         "{error}"
     );
     // A share that overlaps (continues from 0 when 1 is stored) or leaves a gap (from 5).
     for expected in [0, 5] {
-        let stale = batch(&[], vec![deposit("g2", "F", 7, expected)], Some(expected), expected + 1);
+        let stale = batch(
+            &[],
+            vec![deposit("g2", "F", 7, expected)],
+            Some(expected),
+            expected + 1,
+        );
         let error = former.apply(&db, &stale).await.unwrap_err();
         assert!(error.is_fenced() && !error.is_transient(), "{error}");
     }
     assert_eq!(scalar(&db, "SELECT COUNT(*) FROM transactions").await, 1);
     assert_eq!(
-        scalar(&db, "SELECT COUNT(*) FROM customers WHERE account_number = 'G'").await,
+        scalar(
+            &db,
+            "SELECT COUNT(*) FROM customers WHERE account_number = 'G'"
+        )
+        .await,
         0,
         "a fenced share's customers are rolled back too"
     );
@@ -250,10 +277,17 @@ async fn stale_shares_are_fenced(db: DatabaseConnection) {
         .await
         .unwrap();
     assert_eq!(
-        scalar(&db, "SELECT balance_cents FROM accounts WHERE account_number = 'F'").await,
+        scalar(
+            &db,
+            "SELECT balance_cents FROM accounts WHERE account_number = 'F'"
+        )
+        .await,
         15
     );
-    assert_eq!(scalar(&db, "SELECT next_offset FROM consumer_offsets").await, 2);
+    assert_eq!(
+        scalar(&db, "SELECT next_offset FROM consumer_offsets").await,
+        2
+    );
 }
 
 fn version(first_name: &str, updated_secs: Option<i64>, offset: i64) -> CustomerRow {
@@ -296,17 +330,36 @@ async fn older_customer_versions_never_overwrite(db: DatabaseConnection) {
         }
     };
     // Unversioned: the later position wins, in either order of arrival.
-    apply("g1", vec![version("late", None, 9), version("early", None, 3)]).await;
+    apply(
+        "g1",
+        vec![version("late", None, 9), version("early", None, 3)],
+    )
+    .await;
     assert_eq!(stored_first_name(&db).await, "late");
     apply("g2", vec![version("early", None, 3)]).await;
-    assert_eq!(stored_first_name(&db).await, "late", "a replay of an older event");
+    assert_eq!(
+        stored_first_name(&db).await,
+        "late",
+        "a replay of an older event"
+    );
     // Any versioned event is newer than unversioned ones; then the newest updated_at wins.
     apply("g3", vec![version("v200", Some(200), 1)]).await;
     assert_eq!(stored_first_name(&db).await, "v200");
-    apply("g4", vec![version("v100", Some(100), 50), version("v300", Some(300), 2)]).await;
+    apply(
+        "g4",
+        vec![
+            version("v100", Some(100), 50),
+            version("v300", Some(300), 2),
+        ],
+    )
+    .await;
     assert_eq!(stored_first_name(&db).await, "v300");
     apply("g5", vec![version("v250", Some(250), 99)]).await;
-    assert_eq!(stored_first_name(&db).await, "v300", "an older version from later in the log");
+    assert_eq!(
+        stored_first_name(&db).await,
+        "v300",
+        "an older version from later in the log"
+    );
     // An empty name in a newer version keeps the known one (partial events, e.g. from CSV).
     apply("g6", vec![version("", Some(400), 3)]).await;
     assert_eq!(stored_first_name(&db).await, "v300");

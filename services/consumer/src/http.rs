@@ -50,11 +50,7 @@ pub async fn bind(
     let bound = listener.local_addr()?;
     tracing::info!(%bound, "serving /healthz, /readyz, /metrics");
     let server = async move {
-        let shutdown = async move {
-            while !stop.is_requested() {
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-        };
+        let shutdown = async move { stop.requested().await };
         if let Err(error) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await

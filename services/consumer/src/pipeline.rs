@@ -292,6 +292,9 @@ impl Writer {
     ) -> (S, TopicPartitionList) {
         let mut committed = TopicPartitionList::new();
         let idle_every = sink.idle_interval();
+        // When the stop was first seen while a write failed: the grace period runs from there
+        // for every batch still queued, not afresh for each.
+        let mut stopping_since: Option<Instant> = None;
         loop {
             let idle = async {
                 match idle_every {
@@ -314,18 +317,26 @@ impl Writer {
                 }
                 Some(ToWriter::Batch(decoded)) => decoded,
             };
-            if let Written::Committed = self.write(&mut sink, &decoded).await {
+            if let Written::Committed = self.write(&mut sink, &decoded, &mut stopping_since).await {
                 self.commit_to_kafka(&decoded, &mut committed);
             }
         }
         (sink, committed)
     }
 
-    /// Applies one batch, retrying transient failures with backoff.
-    async fn write<S: Sink>(&self, sink: &mut S, decoded: &Decoded) -> Written {
+    /// Applies one batch, retrying transient failures with backoff, until the stop's grace
+    /// period (shared by every batch of this writer) is over.
+    async fn write<S: Sink>(
+        &self,
+        sink: &mut S,
+        decoded: &Decoded,
+        stopping_since: &mut Option<Instant>,
+    ) -> Written {
         let mut backoff = Backoff::default();
-        let mut stopping_since: Option<Instant> = None;
         loop {
+            if stopping_since.is_some_and(|since| since.elapsed() >= GRACE) {
+                return Written::Dropped;
+            }
             if self.reseek.current() != decoded.generation {
                 tracing::debug!("dropping a batch of an older generation; it will be re-read");
                 return Written::Dropped;
@@ -344,7 +355,10 @@ impl Writer {
             };
             if let WriteError::Fenced(why) = &error {
                 self.metrics.fenced.inc();
-                tracing::warn!(why, "batch fenced; dropping it and re-reading the partitions");
+                tracing::warn!(
+                    why,
+                    "batch fenced; dropping it and re-reading the partitions"
+                );
                 self.reseek.request(decoded.generation);
                 return Written::Dropped;
             }
@@ -359,12 +373,20 @@ impl Writer {
             tracing::warn!(error = %error, retry_in = ?pause, "apply failed; retrying");
             if self.stop.is_requested() {
                 let since = *stopping_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= GRACE {
-                    tracing::warn!("giving up on this batch; it will be consumed again");
+                let left = GRACE.saturating_sub(since.elapsed());
+                if left.is_zero() {
+                    tracing::warn!(
+                        "stopping: giving up on what is not written; it will be consumed again"
+                    );
                     return Written::Dropped;
                 }
+                tokio::time::sleep(pause.min(left)).await;
+                continue;
             }
-            tokio::time::sleep(pause).await;
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = self.stop.requested() => {}
+            }
         }
     }
 
@@ -386,8 +408,9 @@ impl Writer {
 /// later; older ones are stale and dropped.
 fn split_for_revoke(batch: &mut Vec<Record>, generation: u64) -> Vec<Record> {
     batch.retain(|r| r.generation >= generation);
-    let (ending, newer): (Vec<Record>, Vec<Record>) =
-        std::mem::take(batch).into_iter().partition(|r| r.generation == generation);
+    let (ending, newer): (Vec<Record>, Vec<Record>) = std::mem::take(batch)
+        .into_iter()
+        .partition(|r| r.generation == generation);
     *batch = newer;
     ending
 }
@@ -403,7 +426,12 @@ struct Front {
 impl Front {
     /// Batches records until a stop is requested, answering revokes on the way. Fails if the
     /// polling thread goes away without a stop (it died: the process must not carry on idle).
-    async fn run(&self, source: &mut Source, stop: &Stop, to_writer: &Writers) -> anyhow::Result<()> {
+    async fn run(
+        &self,
+        source: &mut Source,
+        stop: &Stop,
+        to_writer: &Writers,
+    ) -> anyhow::Result<()> {
         let mut batch: Vec<Record> = Vec::with_capacity(self.settings.max_records);
         let mut deadline: Option<tokio::time::Instant> = None;
         loop {
@@ -428,8 +456,16 @@ impl Front {
                             batch.push(record);
                         }
                         let mut ending = split_for_revoke(&mut batch, generation);
-                        self.hand_over(&mut ending, source, true, to_writer).await;
-                        let _ = tokio::time::timeout(GRACE, to_writer.barrier()).await;
+                        // Bounded as a whole: writers stuck on a database that does not answer
+                        // must not hold the group's rebalance (what is not written by then is
+                        // read again by the next owner; fencing keeps it exact).
+                        let commit = async {
+                            self.hand_over(&mut ending, source, true, to_writer).await;
+                            to_writer.barrier().await;
+                        };
+                        if tokio::time::timeout(GRACE, commit).await.is_err() {
+                            tracing::warn!(?GRACE, "revoke: not everything was written in time");
+                        }
                         deadline = (!batch.is_empty()).then(tokio::time::Instant::now);
                         let _ = done.send(());
                     }

@@ -270,7 +270,10 @@ impl SourceContext {
                 let _ = consumer.resume(&state.assignment);
                 state.hold = None;
                 self.start_hold(consumer, &mut state);
-                tracing::info!(?partitions, "re-read every partition from the database's offsets");
+                tracing::info!(
+                    ?partitions,
+                    "re-read every partition from the database's offsets"
+                );
             }
             Err(error) => {
                 let pause = state.seek_backoff.next_pause();
@@ -301,8 +304,7 @@ impl SourceContext {
                 let _ = held.add_partition(&key.0, key.1);
                 continue;
             }
-            let Ok((low, high)) =
-                consumer.fetch_watermarks(&key.0, key.1, Duration::from_secs(5))
+            let Ok((low, high)) = consumer.fetch_watermarks(&key.0, key.1, Duration::from_secs(5))
             else {
                 continue;
             };
@@ -327,11 +329,17 @@ impl SourceContext {
 
     /// Never hold the other topics for long: parking covers whatever is still out of order.
     fn release_hold_if_overdue(&self, consumer: &BaseConsumer<Self>, state: &mut State) {
-        if state.hold.as_ref().is_some_and(|h| h.since.elapsed() > MAX_HOLD)
+        if state
+            .hold
+            .as_ref()
+            .is_some_and(|h| h.since.elapsed() > MAX_HOLD)
             && let Some(hold) = state.hold.take()
         {
             let _ = consumer.resume(&hold.held);
-            tracing::warn!(?MAX_HOLD, "first topic still behind; reading every topic anyway");
+            tracing::warn!(
+                ?MAX_HOLD,
+                "first topic still behind; reading every topic anyway"
+            );
         }
     }
 
@@ -343,7 +351,9 @@ impl SourceContext {
         key: &PartitionKey,
         offset: i64,
     ) {
-        let Some(hold) = state.hold.as_mut() else { return };
+        let Some(hold) = state.hold.as_mut() else {
+            return;
+        };
         if hold.catch_up.get(key).is_some_and(|end| offset + 1 >= *end) {
             hold.catch_up.remove(key);
             if hold.catch_up.is_empty() {
@@ -457,7 +467,9 @@ fn headers_of(message: &BorrowedMessage<'_>) -> Vec<(String, Option<Vec<u8>>)> {
             let name = if name.is_null() {
                 String::new()
             } else {
-                std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned()
+                std::ffi::CStr::from_ptr(name)
+                    .to_string_lossy()
+                    .into_owned()
             };
             let value = (!value.is_null())
                 .then(|| std::slice::from_raw_parts(value.cast::<u8>(), size).to_vec());
@@ -695,8 +707,7 @@ fn housekeeping(context: &SourceContext, consumer: &GroupConsumer, stalled: Dura
     let requested = context.reseek.swap(0, Ordering::SeqCst);
     let due = {
         let mut state = context.state();
-        if requested != 0 && requested == state.generation + 1 && state.phase == Phase::Consuming
-        {
+        if requested != 0 && requested == state.generation + 1 && state.phase == Phase::Consuming {
             state.phase = Phase::Seeking {
                 retry_at: Instant::now(),
             };

@@ -102,7 +102,13 @@ fn start(topics: &Topics, database_url: &str, name: &str) -> Instance {
     let child = Command::new(env!("CARGO_BIN_EXE_consumer"))
         .args(args)
         .stdout(Stdio::null())
-        .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .unwrap(),
+        )
         .spawn()
         .expect("start the ledger binary");
     Instance { child, port, log }
@@ -143,7 +149,10 @@ impl Instance {
             if let Some(status) = self.child.try_wait().unwrap() {
                 break status;
             }
-            assert!(started.elapsed() < Duration::from_secs(60), "stopped within 60 s");
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "stopped within 60 s"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         assert!(
@@ -208,11 +217,27 @@ async fn assert_offsets_continuous(db: &DatabaseConnection, topics: &Topics) -> 
             .unwrap();
         let rows = format!("FROM transactions WHERE source_partition = {partition}");
         let count = scalar(db, format!("SELECT COUNT(*) {rows}")).await;
-        let first = scalar(db, format!("SELECT COALESCE(MIN(source_offset), -1) {rows}")).await;
-        let last = scalar(db, format!("SELECT COALESCE(MAX(source_offset), -1) {rows}")).await;
-        assert_eq!(count, high - low, "one row per offset of partition {partition}");
+        let first = scalar(
+            db,
+            format!("SELECT COALESCE(MIN(source_offset), -1) {rows}"),
+        )
+        .await;
+        let last = scalar(
+            db,
+            format!("SELECT COALESCE(MAX(source_offset), -1) {rows}"),
+        )
+        .await;
+        assert_eq!(
+            count,
+            high - low,
+            "one row per offset of partition {partition}"
+        );
         if count > 0 {
-            assert_eq!((first, last), (low, high - 1), "partition {partition} covered end to end");
+            assert_eq!(
+                (first, last),
+                (low, high - 1),
+                "partition {partition} covered end to end"
+            );
         }
         covered += count;
     }
@@ -223,7 +248,11 @@ async fn verdict(name: &str, topics: &Topics, database_url: &str, started: Insta
     let report = reconcile(topics, database_url);
     let db = connect(database_url).await;
     let continuity = assert_offsets_continuous(&db, topics).await;
-    assert_eq!(count(&db, "parked_transactions").await, 0, "nothing left parked");
+    assert_eq!(
+        count(&db, "parked_transactions").await,
+        0,
+        "nothing left parked"
+    );
     println!(
         "chaos {name}: {what}; reconcile: {report}; {continuity}; {:.0} s",
         started.elapsed().as_secs_f64()
@@ -243,7 +272,7 @@ fn produce_over(topics: &Topics, seed: u64, seconds: u64) -> tokio::task::JoinHa
     })
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_instants() {
     let _turn = SERIAL.lock().await;
     let started = Instant::now();
@@ -274,11 +303,12 @@ async fn sigkill_at_random_instants() {
 
 /// Sends a newer version of each account's customer (first name `round-N`) to its partition.
 async fn update_customers(topics: &Topics, db: &DatabaseConnection, round: u32) -> Vec<String> {
-    let registry = bank_contract::Registry::new(&bank_contract::RegistryConfig::new(
-        registry_url(),
-    ))
-    .unwrap();
-    let schema = registry.register::<Customer>(&topics.customers).await.unwrap();
+    let registry =
+        bank_contract::Registry::new(&bank_contract::RegistryConfig::new(registry_url())).unwrap();
+    let schema = registry
+        .register::<Customer>(&topics.customers)
+        .await
+        .unwrap();
     let producer: FutureProducer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
         .set("enable.idempotence", "true")
@@ -334,7 +364,9 @@ async fn names(db: &DatabaseConnection, accounts: &[String]) -> BTreeMap<String,
         .join(",");
     db.query_all_raw(Statement::from_string(
         db.get_database_backend(),
-        format!("SELECT account_number, first_name FROM customers WHERE account_number IN ({list})"),
+        format!(
+            "SELECT account_number, first_name FROM customers WHERE account_number IN ({list})"
+        ),
     ))
     .await
     .unwrap()
@@ -348,7 +380,7 @@ async fn names(db: &DatabaseConnection, accounts: &[String]) -> BTreeMap<String,
     .collect()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_instance_past_its_session_timeout_cannot_write_when_it_wakes() {
     let _turn = SERIAL.lock().await;
     let started = Instant::now();
@@ -360,7 +392,8 @@ async fn a_frozen_instance_past_its_session_timeout_cannot_write_when_it_wakes()
     let a = start(&topics, &database_url, "a");
     let b = start(&topics, &database_url, "b");
     wait_until("ingestion under way", LONG, || async {
-        count(&db, "customers").await >= u64::from(CUSTOMERS) && count(&db, "transactions").await > 0
+        count(&db, "customers").await >= u64::from(CUSTOMERS)
+            && count(&db, "transactions").await > 0
     })
     .await;
     let mut updated = Vec::new();
@@ -376,14 +409,19 @@ async fn a_frozen_instance_past_its_session_timeout_cannot_write_when_it_wakes()
         })
         .await;
         let wanted = format!("round-{round}");
-        wait_until("the update of this round, written by the survivor", LONG, || async {
-            names(&db, &updated).await.values().all(|n| *n == wanted)
-        })
+        wait_until(
+            "the update of this round, written by the survivor",
+            LONG,
+            || async { names(&db, &updated).await.values().all(|n| *n == wanted) },
+        )
         .await;
         a.signal("-CONT");
     }
     producing.await.unwrap();
-    let what = format!("{rounds} SIGSTOP/SIGCONT rounds over {} transactions", size());
+    let what = format!(
+        "{rounds} SIGSTOP/SIGCONT rounds over {} transactions",
+        size()
+    );
     verdict("sigstop", &topics, &database_url, started, &what).await;
     let final_name = format!("round-{rounds}");
     let stored = names(&db, &updated).await;
@@ -391,15 +429,16 @@ async fn a_frozen_instance_past_its_session_timeout_cannot_write_when_it_wakes()
         stored.values().all(|n| *n == final_name),
         "customers end at their newest version: {stored:?}"
     );
-    assert!(
-        a.metric("bank_fenced_batches_total").await.is_some(),
-        "the woken instance still serves metrics"
+    let fenced = a.metric("bank_fenced_batches_total").await;
+    assert!(fenced.is_some(), "the woken instance still serves metrics");
+    println!(
+        "chaos sigstop: batches the woken instance had in flight and lost to fencing: {fenced:?}"
     );
     a.stop().await;
     b.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_cut_for_one_instance_while_another_joins_and_leaves() {
     let _turn = SERIAL.lock().await;
     let started = Instant::now();
@@ -435,7 +474,7 @@ async fn a_database_cut_for_one_instance_while_another_joins_and_leaves() {
     a.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_broker_restarts_mid_stream() {
     let _turn = SERIAL.lock().await;
     let started = Instant::now();
@@ -459,7 +498,7 @@ async fn the_broker_restarts_mid_stream() {
     a.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fresh_database_under_a_group_with_committed_offsets_rebuilds_everything() {
     let _turn = SERIAL.lock().await;
     let started = Instant::now();

@@ -19,7 +19,8 @@ fn spawn_binary(
     database_url: &str,
     env: &[(&str, &str)],
 ) -> (Child, std::path::PathBuf) {
-    let log = std::env::temp_dir().join(format!("{}.{}.stderr", topics.group, uuid::Uuid::new_v4()));
+    let log =
+        std::env::temp_dir().join(format!("{}.{}.stderr", topics.group, uuid::Uuid::new_v4()));
     let tuples = std::env::temp_dir().join(format!("{}.tuples", topics.group));
     let child = Command::new(env!("CARGO_BIN_EXE_consumer"))
         .args(ledger_args(topics, database_url, &tuples, &[]))
@@ -122,7 +123,9 @@ async fn a_panicking_writer_ends_the_process_at_once_with_a_failure_code() {
     );
     let errors: Vec<_> = stderr.lines().filter(|l| l.contains("ERROR")).collect();
     assert!(
-        errors.iter().any(|l| l.contains("panic") && l.contains("injected fault")),
+        errors
+            .iter()
+            .any(|l| l.contains("panic") && l.contains("injected fault")),
         "one clear ERROR line names the panic: {stderr}"
     );
 }
@@ -159,7 +162,10 @@ async fn unreadable_offsets_pause_and_retry_never_fall_back_to_kafka() {
         stderr.contains("cannot read stored offsets; partitions stay paused"),
         "{stderr}"
     );
-    assert!(!stderr.contains("resuming at Kafka's committed offsets"), "{stderr}");
+    assert!(
+        !stderr.contains("resuming at Kafka's committed offsets"),
+        "{stderr}"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
 }

@@ -56,14 +56,15 @@ impl Generator {
                 let last_name: String = LastName().fake_with_rng(&mut rng);
                 let email: String = SafeEmail().fake_with_rng(&mut rng);
                 let opened_days_ago = rng.random_range(30..3650);
-                let created_at =
-                    Some(timestamp(config.start - chrono::Duration::days(opened_days_ago)));
+                let created_at = Some(timestamp(
+                    config.start - chrono::Duration::days(opened_days_ago),
+                ));
                 Customer {
                     account_number: account_number(i),
                     first_name,
                     last_name,
                     email,
-                    updated_at: created_at.clone(),
+                    updated_at: created_at,
                     created_at,
                     branch_id: i % branches + 1,
                 }

@@ -436,35 +436,49 @@ pub fn produce_with_raw_header_name(topic: &str, key: &str, value: &[u8], name: 
     let header_value = b"v";
     let vu = |vtype, u| rd::rd_kafka_vu_t { vtype, u };
     let vus = [
-        vu(rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_TOPIC, rd::rd_kafka_vu_s__bindgen_ty_1 {
-            cstr: topic.as_ptr(),
-        }),
-        vu(rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_PARTITION, rd::rd_kafka_vu_s__bindgen_ty_1 {
-            i32_: 0,
-        }),
-        vu(rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_KEY, rd::rd_kafka_vu_s__bindgen_ty_1 {
-            mem: rd::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_1 {
-                ptr: key.as_ptr() as *mut _,
-                size: key.len(),
+        vu(
+            rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_TOPIC,
+            rd::rd_kafka_vu_s__bindgen_ty_1 {
+                cstr: topic.as_ptr(),
             },
-        }),
-        vu(rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_VALUE, rd::rd_kafka_vu_s__bindgen_ty_1 {
-            mem: rd::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_1 {
-                ptr: value.as_ptr() as *mut _,
-                size: value.len(),
+        ),
+        vu(
+            rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_PARTITION,
+            rd::rd_kafka_vu_s__bindgen_ty_1 { i32_: 0 },
+        ),
+        vu(
+            rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_KEY,
+            rd::rd_kafka_vu_s__bindgen_ty_1 {
+                mem: rd::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_1 {
+                    ptr: key.as_ptr() as *mut _,
+                    size: key.len(),
+                },
             },
-        }),
-        vu(rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_HEADER, rd::rd_kafka_vu_s__bindgen_ty_1 {
-            header: rd::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_2 {
-                name: name.as_ptr(),
-                val: header_value.as_ptr().cast(),
-                size: header_value.len() as isize,
+        ),
+        vu(
+            rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_VALUE,
+            rd::rd_kafka_vu_s__bindgen_ty_1 {
+                mem: rd::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_1 {
+                    ptr: value.as_ptr() as *mut _,
+                    size: value.len(),
+                },
             },
-        }),
+        ),
+        vu(
+            rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_HEADER,
+            rd::rd_kafka_vu_s__bindgen_ty_1 {
+                header: rd::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_2 {
+                    name: name.as_ptr(),
+                    val: header_value.as_ptr().cast(),
+                    size: header_value.len() as isize,
+                },
+            },
+        ),
     ];
     // SAFETY: every pointer refers to a local that outlives the call; librdkafka copies the
     // key, value and header (RD_KAFKA_MSG_F_COPY is the default for produceva).
-    let error = unsafe { rd::rd_kafka_produceva(producer.client().native_ptr(), vus.as_ptr(), vus.len()) };
+    let error =
+        unsafe { rd::rd_kafka_produceva(producer.client().native_ptr(), vus.as_ptr(), vus.len()) };
     assert!(error.is_null(), "produceva failed");
     producer
         .flush(Duration::from_secs(30))
@@ -479,27 +493,37 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// Starts the proxy on a thread and runtime of its own, so that it keeps forwarding
+    /// whatever the test's runtime is doing (an in-process producer may block it).
     pub async fn start(target: std::net::SocketAddr) -> Proxy {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
         let (cut, watch) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if *watch.borrow() {
-                    continue; // dropped at once: refused
-                }
-                let mut watch = watch.clone();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = watch.wait_for(|cut| *cut) => {}
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                port_tx.send(listener.local_addr().unwrap().port()).unwrap();
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    if *watch.borrow() {
+                        continue; // dropped at once: refused
                     }
-                });
-            }
+                    let mut watch = watch.clone();
+                    tokio::spawn(async move {
+                        let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                            return;
+                        };
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                            _ = watch.wait_for(|cut| *cut) => {}
+                        }
+                    });
+                }
+            });
         });
+        let port = port_rx.recv().unwrap();
         Proxy { port, cut }
     }
 
