@@ -30,6 +30,32 @@ pub enum ApplyError {
         #[from]
         source: DbErr,
     },
+    /// A posting would take an account's balance outside a 64-bit integer of cents.
+    #[error("the balance of {account} would leave the range of a 64-bit integer of cents")]
+    Overflow { account: String },
+    /// Rows of the batch the ledger refuses for good (found by bisection, or conflicting
+    /// duplicates). Nothing was written: dead-letter them, then apply the rest again.
+    #[error("{} row(s) refused for good", .0.len())]
+    Refused(Vec<Refusal>),
+}
+
+/// One event of a batch the ledger will never apply, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub item: Item,
+    /// The dead-letter reason: `database-rejected`, `balance-overflow` or
+    /// `conflicting-duplicate`.
+    pub kind: &'static str,
+    /// SQLSTATE, or SQLite's extended result code, when the database refused it.
+    pub code: Option<String>,
+    pub message: String,
+}
+
+/// An event of a [`crate::ledger::Batch`], by its index in `customers` or `transactions`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Item {
+    Customer(usize),
+    Transaction(usize),
 }
 
 /// How a database error should be handled.
@@ -45,8 +71,22 @@ impl ApplyError {
     /// Whether retrying the same share may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
-            ApplyError::Fenced { .. } => false,
+            ApplyError::Fenced { .. } | ApplyError::Overflow { .. } | ApplyError::Refused(_) => {
+                false
+            }
             ApplyError::Database { source } => classify(source) == Disposition::Retry,
+        }
+    }
+
+    /// Whether some rows are at fault (the database refuses them, or a balance would
+    /// overflow): bisection can find them.
+    pub fn is_row_fault(&self) -> bool {
+        match self {
+            ApplyError::Overflow { .. } => true,
+            ApplyError::Database { source } => {
+                matches!(classify(source), Disposition::Rejected { .. })
+            }
+            _ => false,
         }
     }
 
@@ -56,8 +96,35 @@ impl ApplyError {
 
     pub fn disposition(&self) -> Option<Disposition> {
         match self {
-            ApplyError::Fenced { .. } => None,
+            ApplyError::Fenced { .. } | ApplyError::Refused(_) => None,
+            ApplyError::Overflow { account } => Some(Disposition::Rejected {
+                code: "22003".into(),
+                message: format!("the balance of {account} would overflow"),
+            }),
             ApplyError::Database { source } => Some(classify(source)),
+        }
+    }
+
+    /// What a single event that failed with this error is refused as.
+    pub fn refusal(&self, item: Item) -> Refusal {
+        let (code, message) = match self.disposition() {
+            Some(Disposition::Rejected { code, message }) => (Some(code), message),
+            _ => (None, self.to_string()),
+        };
+        // PostgreSQL: "bigint out of range" on the balance; SQLite: the guard that turns an
+        // overflowing sum into NULL (see `move_balances`).
+        let overflow = matches!(self, ApplyError::Overflow { .. })
+            || code.as_deref() == Some("22003")
+            || message.contains("accounts.balance_cents");
+        Refusal {
+            item,
+            kind: if overflow {
+                "balance-overflow"
+            } else {
+                "database-rejected"
+            },
+            code,
+            message,
         }
     }
 }

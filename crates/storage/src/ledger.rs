@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{ArrayType, Expr, ExprTrait, OnConflict, Query, SimpleExpr};
 
-pub use crate::error::ApplyError;
+pub use crate::error::{ApplyError, Item, Refusal};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, QueryResult,
     SqlErr, Statement, TransactionTrait, Value,
@@ -111,6 +111,14 @@ pub struct OffsetSpan {
 }
 
 impl Batch {
+    /// Every event of the batch: customers first, then transactions, each in order.
+    pub fn items(&self) -> Vec<Item> {
+        (0..self.customers.len())
+            .map(Item::Customer)
+            .chain((0..self.transactions.len()).map(Item::Transaction))
+            .collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.customers.is_empty() && self.transactions.is_empty() && self.offsets.is_empty()
     }
@@ -139,6 +147,8 @@ pub struct Applied {
     pub parked: u64,
     /// Customers inserted or updated.
     pub customers: u64,
+    /// Conflicting duplicates found on the way (the batch is then not committed).
+    pub refused: Vec<Refusal>,
 }
 
 /// Bind parameters per statement: SQLite allows 32766, PostgreSQL 65535.
@@ -206,7 +216,8 @@ impl Ledger {
     }
 
     /// Applies `batch` atomically. On error nothing was written; [`ApplyError::is_transient`]
-    /// says whether the same batch may be offered again.
+    /// says whether the same batch may be offered again, and [`ApplyError::Refused`] names the
+    /// events the ledger will never apply (dead-letter them and apply the rest).
     pub async fn apply(
         &mut self,
         db: &DatabaseConnection,
@@ -216,48 +227,134 @@ impl Ledger {
         // First, so that a stale share stops before doing any work, and so that the offset
         // rows' locks serialize two writers of one partition until the first one commits.
         advance_offsets(&txn, &self.group, &batch.offsets).await?;
-        let mut applied = Applied::default();
+        let items = batch.items();
+        let sweep = self.sweep_due();
+        // Under a savepoint: after a refused statement PostgreSQL accepts nothing but a
+        // rollback, and bisection needs the transaction (and its offsets) still usable.
+        let attempt = txn.begin().await?;
+        let (applied, learned) = match self.apply_rows(&attempt, batch, &items, sweep).await {
+            Ok(done) => {
+                attempt.commit().await?;
+                done
+            }
+            Err(error) if error.is_row_fault() => {
+                attempt.rollback().await?;
+                let refused = self.bisect(&txn, batch, items, error).await?;
+                txn.rollback().await?;
+                return Err(ApplyError::Refused(refused));
+            }
+            Err(error) => return Err(error),
+        };
+        if !applied.refused.is_empty() {
+            txn.rollback().await?;
+            let mut refused = applied.refused;
+            refused.sort_by_key(|r| r.item);
+            return Err(ApplyError::Refused(refused));
+        }
+        txn.commit().await?;
+        self.known_customers.extend(learned);
+        Ok(applied)
+    }
 
-        let customers = dedupe_customers(&batch.customers);
+    /// Finds the events of `items` the database refuses: applies halves under savepoints, left
+    /// to right, keeping what succeeds (so later rows see earlier ones, as in one pass) and
+    /// splitting what fails down to single events. Fails with `first` if no single event is to
+    /// blame (the fault needs rows outside the batch, e.g. parked ones).
+    async fn bisect(
+        &self,
+        txn: &DatabaseTransaction,
+        batch: &Batch,
+        items: Vec<Item>,
+        first: ApplyError,
+    ) -> Result<Vec<Refusal>, ApplyError> {
+        let mut refused = Vec::new();
+        let mut parts = vec![items];
+        while let Some(part) = parts.pop() {
+            let probe = txn.begin().await?;
+            match self.apply_rows(&probe, batch, &part, false).await {
+                Ok((applied, _)) => {
+                    refused.extend(applied.refused);
+                    probe.commit().await?;
+                }
+                Err(error) if error.is_row_fault() => {
+                    probe.rollback().await?;
+                    if let [item] = part[..] {
+                        refused.push(error.refusal(item));
+                    } else {
+                        let (left, right) = part.split_at(part.len() / 2);
+                        parts.push(right.to_vec());
+                        parts.push(left.to_vec());
+                    }
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        if refused.is_empty() {
+            return Err(first);
+        }
+        refused.sort_by_key(|r| r.item);
+        Ok(refused)
+    }
+
+    /// Writes the events `items` of `batch` (customers, parking, postings, balances) in `txn`;
+    /// returns what it did and the accounts this writer may now treat as known.
+    async fn apply_rows(
+        &self,
+        txn: &DatabaseTransaction,
+        batch: &Batch,
+        items: &[Item],
+        sweep: bool,
+    ) -> Result<(Applied, Vec<String>), ApplyError> {
+        let mut applied = Applied::default();
+        let mut customers_in = Vec::new();
+        let mut transactions_in = Vec::new();
+        for item in items {
+            match *item {
+                Item::Customer(i) => customers_in.push(batch.customers[i].clone()),
+                Item::Transaction(i) => transactions_in.push((i, &batch.transactions[i])),
+            }
+        }
+        let customers = dedupe_customers(&customers_in);
         applied.customers = customers.len() as u64;
-        upsert_customers(&txn, &customers).await?;
+        upsert_customers(txn, &customers).await?;
         let newly_known: Vec<String> = customers
             .iter()
             .map(|c| c.account_number.clone())
             .filter(|a| !self.known_customers.contains(a))
             .collect();
-        let existing = self.existing_unknown(&txn, batch, &newly_known).await?;
+        let accounts = transactions_in
+            .iter()
+            .map(|(_, t)| t.account_number.as_str());
+        let existing = self.existing_unknown(txn, accounts, &newly_known).await?;
 
         // Parked transactions of customers that may just have arrived go first: customers in
         // this batch, customers this writer sees for the first time (another writer may have
         // parked their early transactions) and, now and then, any parked row whose customer
         // exists (see SWEEP_EVERY).
         let mut unpark: Vec<String> = newly_known.iter().chain(&existing).cloned().collect();
-        if self.sweep_due() {
-            unpark.extend(parked_with_customer(&txn).await?);
+        if sweep {
+            unpark.extend(parked_with_customer(txn).await?);
         }
-        let mut to_insert: Vec<(TransactionRow, bool)> = take_parked(&txn, &unpark)
+        let mut to_insert: Vec<(TransactionRow, Option<usize>)> = take_parked(txn, &unpark)
             .await?
             .into_iter()
-            .map(|row| (row, true))
+            .map(|row| (row, None))
             .collect();
         let mut to_park = Vec::new();
-        for tx in &batch.transactions {
+        for (index, tx) in transactions_in {
             let known = self.known_customers.contains(&tx.account_number)
                 || newly_known.contains(&tx.account_number)
                 || existing.contains(&tx.account_number);
             if known {
-                to_insert.push((tx.clone(), false));
+                to_insert.push((tx.clone(), Some(index)));
             } else {
-                to_park.push(tx.clone());
+                to_park.push((tx.clone(), index));
             }
         }
-        applied.parked = park(&txn, &to_park).await?;
-        post(&txn, to_insert, &mut applied).await?;
-        txn.commit().await?;
-        self.known_customers.extend(newly_known);
-        self.known_customers.extend(existing);
-        Ok(applied)
+        applied.parked = park(txn, &to_park, &mut applied.refused).await?;
+        post(txn, to_insert, &mut applied).await?;
+        let learned = newly_known.into_iter().chain(existing).collect();
+        Ok((applied, learned))
     }
 
     /// Posts parked transactions whose customer is in the ledger. The writer calls this on a
@@ -274,7 +371,7 @@ impl Ledger {
         let rows = take_parked(&txn, &accounts).await?;
         post(
             &txn,
-            rows.into_iter().map(|r| (r, true)).collect(),
+            rows.into_iter().map(|r| (r, None)).collect(),
             &mut applied,
         )
         .await?;
@@ -298,19 +395,17 @@ impl Ledger {
         due
     }
 
-    /// Accounts of `batch`'s transactions that this writer does not know yet but that have a
-    /// customer in the database.
+    /// Accounts among `accounts` that this writer does not know yet but that have a customer in
+    /// the database.
     async fn existing_unknown(
         &self,
         txn: &DatabaseTransaction,
-        batch: &Batch,
+        accounts: impl Iterator<Item = &str>,
         newly_known: &[String],
     ) -> Result<HashSet<String>, DbErr> {
-        let mut unknown: Vec<String> = batch
-            .transactions
-            .iter()
-            .map(|t| t.account_number.clone())
-            .filter(|a| !self.known_customers.contains(a) && !newly_known.contains(a))
+        let mut unknown: Vec<String> = accounts
+            .filter(|a| !self.known_customers.contains(*a) && !newly_known.iter().any(|k| k == a))
+            .map(str::to_owned)
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
@@ -319,53 +414,158 @@ impl Ledger {
     }
 }
 
-/// Inserts `to_insert` (first copy of an id wins; ids already in the ledger are skipped), moves
-/// the balances by what was inserted, and records each posting with its running balance.
+/// Inserts `to_insert` (first copy of an id wins; ids already in the ledger are skipped, and
+/// refused as conflicting duplicates when their content differs), moves the balances by what
+/// was inserted, and records each posting with its running balance. Each row comes with its
+/// index in the batch, or `None` when it comes from the parking lot.
 async fn post(
     txn: &DatabaseTransaction,
-    to_insert: Vec<(TransactionRow, bool)>,
+    to_insert: Vec<(TransactionRow, Option<usize>)>,
     applied: &mut Applied,
-) -> Result<(), DbErr> {
-    let mut seen = HashSet::new();
-    let mut unique = Vec::with_capacity(to_insert.len());
-    for (row, was_parked) in to_insert {
-        if seen.insert(row.transaction_id.clone()) {
-            unique.push((row, was_parked));
-        } else {
-            applied.duplicates += 1;
+) -> Result<(), ApplyError> {
+    let mut first: HashMap<String, usize> = HashMap::new();
+    let mut unique: Vec<(TransactionRow, Option<usize>)> = Vec::with_capacity(to_insert.len());
+    for (row, origin) in to_insert {
+        match first.get(&row.transaction_id) {
+            None => {
+                first.insert(row.transaction_id.clone(), unique.len());
+                unique.push((row, origin));
+            }
+            Some(&kept) => {
+                applied.duplicates += 1;
+                if let Some(index) = origin
+                    && let Some(refusal) = conflict(index, &unique[kept].0, &row, "this batch")
+                {
+                    applied.refused.push(refusal);
+                }
+            }
         }
     }
     let inserted = insert_transactions(txn, &unique).await?;
-    let posted: Vec<&(TransactionRow, bool)> = unique
+    let skipped: Vec<&(TransactionRow, Option<usize>)> = unique
+        .iter()
+        .zip(&inserted)
+        .filter_map(|(row, new)| (!new).then_some(row))
+        .collect();
+    applied.duplicates += skipped.len() as u64;
+    if !skipped.is_empty() {
+        let ids: Vec<String> = skipped
+            .iter()
+            .map(|(r, _)| r.transaction_id.clone())
+            .collect();
+        let stored = stored_movements(txn, "transactions", &ids).await?;
+        for (row, origin) in skipped {
+            if let (Some(index), Some(known)) = (origin, stored.get(&row.transaction_id))
+                && let Some(refusal) = conflict(*index, known, row, "the ledger")
+            {
+                applied.refused.push(refusal);
+            }
+        }
+    }
+    let posted: Vec<&(TransactionRow, Option<usize>)> = unique
         .iter()
         .zip(&inserted)
         .filter_map(|(row, new)| new.then_some(row))
         .collect();
-    applied.duplicates += (unique.len() - posted.len()) as u64;
 
-    let mut deltas: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+    // Widened, then checked: a batch's delta for one account may not fit 64 bits even when
+    // every amount is within the contract's limit.
+    let mut deltas: BTreeMap<&str, (i128, i64)> = BTreeMap::new();
     for (row, _) in posted.iter().copied() {
         let entry = deltas.entry(row.account_number.as_str()).or_default();
-        entry.0 += row.signed_cents();
+        entry.0 += i128::from(row.signed_cents());
         entry.1 += 1;
     }
-    let after = move_balances(txn, &deltas).await?;
-    let mut running: HashMap<&str, i64> = deltas
+    let mut narrow: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+    for (account, (delta, count)) in &deltas {
+        let delta = i64::try_from(*delta).map_err(|_| ApplyError::Overflow {
+            account: (*account).to_owned(),
+        })?;
+        narrow.insert(account, (delta, *count));
+    }
+    let after = move_balances(txn, &narrow).await?;
+    let mut running: HashMap<&str, i128> = deltas
         .iter()
-        .map(|(account, (delta, _))| (*account, after.get(*account).copied().unwrap_or(0) - delta))
+        .map(|(account, (delta, _))| {
+            let after = i128::from(after.get(*account).copied().unwrap_or(0));
+            (*account, after - delta)
+        })
         .collect();
-    for (row, was_parked) in posted {
+    for (row, origin) in posted {
         let balance = running.entry(row.account_number.as_str()).or_default();
-        *balance += row.signed_cents();
+        *balance += i128::from(row.signed_cents());
         applied.posted.push(Posted {
             transaction_id: row.transaction_id.clone(),
             account_number: row.account_number.clone(),
             signed_cents: row.signed_cents(),
-            balance_after_cents: *balance,
-            was_parked: *was_parked,
+            balance_after_cents: i64::try_from(*balance).unwrap_or(if *balance < 0 {
+                i64::MIN
+            } else {
+                i64::MAX
+            }),
+            was_parked: origin.is_none(),
         });
     }
     Ok(())
+}
+
+/// The same movement of money: account, direction, amount and currency.
+fn same_movement(a: &TransactionRow, b: &TransactionRow) -> bool {
+    a.account_number == b.account_number
+        && a.kind == b.kind
+        && a.amount_cents == b.amount_cents
+        && a.currency == b.currency
+}
+
+/// A refusal if `row` (event `index` of the batch) reuses the id of `known` for another
+/// movement of money.
+fn conflict(
+    index: usize,
+    known: &TransactionRow,
+    row: &TransactionRow,
+    place: &str,
+) -> Option<Refusal> {
+    if same_movement(known, row) {
+        return None;
+    }
+    let movement = |r: &TransactionRow| {
+        format!(
+            "{} {} {} {}",
+            r.account_number, r.kind, r.amount_cents, r.currency
+        )
+    };
+    Some(Refusal {
+        item: Item::Transaction(index),
+        kind: "conflicting-duplicate",
+        code: None,
+        message: format!(
+            "transaction_id {} is already in {place} as {}; this event says {}",
+            row.transaction_id,
+            movement(known),
+            movement(row)
+        ),
+    })
+}
+
+/// The stored movements (the columns [`same_movement`] compares) of `ids` in `table`.
+async fn stored_movements(
+    txn: &DatabaseTransaction,
+    table: &str,
+    ids: &[String],
+) -> Result<HashMap<String, TransactionRow>, DbErr> {
+    let mut found = HashMap::new();
+    for chunk in ids.chunks(MAX_PARAMS) {
+        let select = Query::select()
+            .columns(TX_COLUMNS)
+            .from(sea_orm::sea_query::Alias::new(table))
+            .and_where(Expr::col("transaction_id").is_in(chunk.iter().cloned()))
+            .to_owned();
+        for row in txn.query_all(&select).await? {
+            let row = transaction_from_row(&row)?;
+            found.insert(row.transaction_id.clone(), row);
+        }
+    }
+    Ok(found)
 }
 
 /// The stored next offsets of `group` for the given partitions (absent: never consumed).
@@ -571,9 +771,31 @@ async fn take_parked(
     Ok(rows)
 }
 
-async fn park(txn: &DatabaseTransaction, rows: &[TransactionRow]) -> Result<u64, DbErr> {
+/// Parks transactions whose customer is unknown. An id already posted or parked is a
+/// duplicate (skipped), or a conflicting duplicate (refused) when its content differs.
+async fn park(
+    txn: &DatabaseTransaction,
+    rows: &[(TransactionRow, usize)],
+    refused: &mut Vec<Refusal>,
+) -> Result<u64, DbErr> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<String> = rows.iter().map(|(r, _)| r.transaction_id.clone()).collect();
+    let mut known = stored_movements(txn, "transactions", &ids).await?;
+    known.extend(stored_movements(txn, "parked_transactions", &ids).await?);
+    let mut new_rows = Vec::with_capacity(rows.len());
+    for (row, index) in rows {
+        match known.get(&row.transaction_id) {
+            Some(stored) => refused.extend(conflict(*index, stored, row, "the ledger")),
+            None => {
+                known.insert(row.transaction_id.clone(), row.clone());
+                new_rows.push(row);
+            }
+        }
+    }
     let mut parked = 0;
-    for chunk in rows.chunks(MAX_PARAMS / TX_COLUMNS.len()) {
+    for chunk in new_rows.chunks(MAX_PARAMS / TX_COLUMNS.len()) {
         let mut insert = Query::insert();
         insert.into_table("parked_transactions").columns(TX_COLUMNS);
         for row in chunk {
@@ -588,7 +810,7 @@ async fn park(txn: &DatabaseTransaction, rows: &[TransactionRow]) -> Result<u64,
 /// Inserts rows whose id is new; returns, for each row, whether it was inserted.
 async fn insert_transactions(
     txn: &DatabaseTransaction,
-    rows: &[(TransactionRow, bool)],
+    rows: &[(TransactionRow, Option<usize>)],
 ) -> Result<Vec<bool>, DbErr> {
     // The driver cannot bind an array holding NULL timestamps, so such a (rare) batch takes
     // the portable path.
@@ -626,7 +848,7 @@ async fn insert_transactions(
 /// bind-parameter limit; returns the ids inserted.
 async fn insert_transactions_values(
     txn: &DatabaseTransaction,
-    rows: &[(TransactionRow, bool)],
+    rows: &[(TransactionRow, Option<usize>)],
 ) -> Result<HashSet<String>, DbErr> {
     let mut inserted = HashSet::with_capacity(rows.len());
     for chunk in rows.chunks(MAX_PARAMS / TX_COLUMNS.len()) {
@@ -658,7 +880,7 @@ enum UnnestMode {
 /// Kafka: far less SQL to build, send and plan.
 async fn insert_transactions_unnest(
     txn: &DatabaseTransaction,
-    rows: &[(TransactionRow, bool)],
+    rows: &[(TransactionRow, Option<usize>)],
     mode: UnnestMode,
 ) -> Result<HashSet<String>, DbErr> {
     const INSERT: &str = "INSERT INTO transactions (transaction_id, account_number, transaction_reference, \
@@ -761,9 +983,16 @@ async fn move_balances(
             .on_conflict(
                 OnConflict::column("account_number")
                     .values([
+                        // SQLite turns an overflowing integer sum into a float instead of
+                        // failing; the guard makes it NULL, which the NOT NULL column refuses
+                        // (PostgreSQL raises "bigint out of range" by itself).
                         (
                             "balance_cents",
-                            Expr::cust("accounts.balance_cents + excluded.balance_cents"),
+                            Expr::cust(
+                                "CASE WHEN accounts.balance_cents + excluded.balance_cents \
+                                 BETWEEN -9223372036854775808 AND 9223372036854775807 \
+                                 THEN accounts.balance_cents + excluded.balance_cents END",
+                            ),
                         ),
                         (
                             "transaction_count",

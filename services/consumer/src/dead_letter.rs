@@ -20,15 +20,23 @@ pub const HEADER_ERROR_MESSAGE: &str = "dlq.error.message";
 pub const HEADER_SOURCE_TOPIC: &str = "dlq.source.topic";
 pub const HEADER_SOURCE_PARTITION: &str = "dlq.source.partition";
 pub const HEADER_SOURCE_OFFSET: &str = "dlq.source.offset";
+/// The database's error code (SQLSTATE, or SQLite's extended result code) of a
+/// `database-rejected` letter.
+pub const HEADER_ERROR_CODE: &str = "dlq.error.code";
 
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
-    pub record: Record,
-    /// Short stable label (`not-framed`, `unknown-schema`, `contract-violation`, ...).
+    pub record: std::sync::Arc<Record>,
+    /// Short stable label (`not-framed`, `unknown-schema`, `contract-violation`,
+    /// `database-rejected`, `balance-overflow`, `conflicting-duplicate`, ...).
     pub reason_kind: &'static str,
     pub reason: String,
+    /// The database's error code, for `database-rejected`.
+    pub code: Option<String>,
 }
 
+/// Cheap to clone: the front and every writer share one producer.
+#[derive(Clone)]
 pub struct DeadLetters {
     producer: FutureProducer,
 }
@@ -87,6 +95,12 @@ impl DeadLetters {
                     key: HEADER_SOURCE_OFFSET,
                     value: Some(&offset),
                 });
+            if let Some(code) = &letter.code {
+                headers = headers.insert(Header {
+                    key: HEADER_ERROR_CODE,
+                    value: Some(code),
+                });
+            }
             let mut message: FutureRecord<'_, [u8], [u8]> =
                 FutureRecord::to(&topic).headers(headers);
             if let Some(key) = &record.key {

@@ -39,6 +39,7 @@ pub struct Metrics {
     pub assigned_partitions: Gauge,
     pub retries: Family<OperationLabel, Counter>,
     pub fenced: Counter,
+    pub conflicting_duplicates: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -62,6 +63,7 @@ impl Metrics {
             assigned_partitions: Gauge::default(),
             retries: Family::default(),
             fenced: Counter::default(),
+            conflicting_duplicates: Counter::default(),
         };
         let bank = registry.sub_registry_with_prefix("bank");
         bank.register(
@@ -123,6 +125,11 @@ impl Metrics {
             "fenced_batches",
             "Batches dropped because another writer had moved their partitions (then re-read)",
             metrics.fenced.clone(),
+        );
+        bank.register(
+            "conflicting_duplicates",
+            "Transactions whose id was already stored for another movement of money (dead-lettered)",
+            metrics.conflicting_duplicates.clone(),
         );
         metrics
     }

@@ -36,7 +36,16 @@ impl LimitWatcher {
         // An account not seen before has no position relative to the limit yet: its first
         // transaction crosses if it lands at or below it (matters for positive limits).
         let before = self.balances.get(account).copied();
-        let after = before.unwrap_or(0) + signed_cents;
+        // Checked: a transaction that would take the balance outside 64 bits is refused by the
+        // ledger (dead-lettered as balance-overflow), so it moves nothing here either.
+        let Some(after) = before.unwrap_or(0).checked_add(signed_cents) else {
+            tracing::warn!(
+                account,
+                signed_cents,
+                "skipping a transaction that would overflow the balance"
+            );
+            return None;
+        };
         self.balances.insert(account.to_owned(), after);
         let was_in = before.is_some_and(|b| b <= self.limit_cents);
         let is_in = after <= self.limit_cents;
@@ -61,6 +70,22 @@ impl LimitWatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_overflowing_transaction_moves_nothing() {
+        let mut watcher = LimitWatcher::new(0);
+        assert_eq!(watcher.apply("A", i64::MAX - 1), None);
+        assert_eq!(
+            watcher.apply("A", 2),
+            None,
+            "refused, not wrapped to a breach"
+        );
+        assert!(watcher.breaches().is_empty());
+        assert_eq!(
+            watcher.apply("A", -i64::MAX),
+            Some((Crossing::Breached, -1))
+        );
+    }
 
     #[test]
     fn down_stay_recover_down_again() {

@@ -29,12 +29,14 @@ use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::source::{Control, PartitionKey, Record, Reseek, Source};
 
-/// Where a decoded event was read from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a decoded event was read from, and the record itself (shared, not copied), so that a
+/// writer can still dead-letter it untouched when the database refuses it.
+#[derive(Debug, Clone)]
 pub struct Position {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
+    pub record: Arc<Record>,
 }
 
 /// A batch of valid events, in consumption order per partition, with the offsets it covers.
@@ -51,7 +53,45 @@ pub struct Decoded {
     pub generation: u64,
 }
 
+/// The dead letter of a refused event of `decoded`.
+fn letter(decoded: &Decoded, refusal: &bank_storage::ledger::Refusal) -> Option<DeadLetter> {
+    use bank_storage::ledger::Item;
+    let position = match refusal.item {
+        Item::Customer(i) => &decoded.customers.get(i)?.1,
+        Item::Transaction(i) => &decoded.transactions.get(i)?.1,
+    };
+    Some(DeadLetter {
+        record: position.record.clone(),
+        reason_kind: refusal.kind,
+        reason: refusal.message.clone(),
+        code: refusal.code.clone(),
+    })
+}
+
 impl Decoded {
+    /// Drops refused events; their offsets stay covered (they are dead-lettered).
+    fn remove(&mut self, refusals: &[bank_storage::ledger::Refusal]) {
+        use bank_storage::ledger::Item;
+        let mut customers = std::collections::HashSet::new();
+        let mut transactions = std::collections::HashSet::new();
+        for refusal in refusals {
+            match refusal.item {
+                Item::Customer(i) => customers.insert(i),
+                Item::Transaction(i) => transactions.insert(i),
+            };
+        }
+        let mut index = 0;
+        self.customers.retain(|_| {
+            index += 1;
+            !customers.contains(&(index - 1))
+        });
+        let mut index = 0;
+        self.transactions.retain(|_| {
+            index += 1;
+            !transactions.contains(&(index - 1))
+        });
+    }
+
     /// Notes that `record` is part of this batch (valid or poison).
     fn cover(&mut self, record: &Record) {
         self.records += 1;
@@ -74,9 +114,13 @@ pub enum WriteError {
     /// The batch is stale: another writer moved its partitions. Drop it and re-seek.
     #[error("{0}")]
     Fenced(String),
-    /// The database refuses rows of this batch for good (SQLSTATE or SQLite code).
+    /// The database refuses rows of this batch for good (SQLSTATE or SQLite code), and no single
+    /// event of it is to blame: retried with backoff.
     #[error("refused by the database ({code}): {message}")]
     Rejected { code: String, message: String },
+    /// These events will never be applied: dead-letter them, then apply the rest.
+    #[error("{} event(s) refused for good", .0.len())]
+    Refused(Vec<bank_storage::ledger::Refusal>),
 }
 
 impl WriteError {
@@ -93,6 +137,9 @@ impl From<anyhow::Error> for WriteError {
 
 impl From<ApplyError> for WriteError {
     fn from(error: ApplyError) -> Self {
+        if let ApplyError::Refused(refusals) = error {
+            return WriteError::Refused(refusals);
+        }
         match error.disposition() {
             None => WriteError::Fenced(error.to_string()),
             Some(bank_storage::error::Disposition::Rejected { code, message }) => {
@@ -183,6 +230,7 @@ impl<S: Sink + 'static> Pipeline<S> {
             to_writers.push(to_writer);
             let writer = Writer {
                 consumer: source.consumer.clone(),
+                dead_letters: dead_letters.clone(),
                 reseek: source.reseek_handle(),
                 health: health.clone(),
                 metrics: metrics.clone(),
@@ -269,6 +317,7 @@ impl Writers {
 /// A writer task's surroundings.
 struct Writer {
     consumer: Arc<crate::source::GroupConsumer>,
+    dead_letters: DeadLetters,
     reseek: Reseek,
     health: Arc<Health>,
     metrics: Metrics,
@@ -317,7 +366,11 @@ impl Writer {
                 }
                 Some(ToWriter::Batch(decoded)) => decoded,
             };
-            if let Written::Committed = self.write(&mut sink, &decoded, &mut stopping_since).await {
+            let mut decoded = decoded;
+            if let Written::Committed = self
+                .write(&mut sink, &mut decoded, &mut stopping_since)
+                .await
+            {
                 self.commit_to_kafka(&decoded, &mut committed);
             }
         }
@@ -329,7 +382,7 @@ impl Writer {
     async fn write<S: Sink>(
         &self,
         sink: &mut S,
-        decoded: &Decoded,
+        decoded: &mut Decoded,
         stopping_since: &mut Option<Instant>,
     ) -> Written {
         let mut backoff = Backoff::default();
@@ -362,6 +415,18 @@ impl Writer {
                 self.reseek.request(decoded.generation);
                 return Written::Dropped;
             }
+            if let WriteError::Refused(refusals) = error {
+                // Dead letters first (delivery confirmed), then the rest of the batch, with
+                // every offset: nothing refused is lost, nothing accepted waits on it.
+                if !self
+                    .dead_letter_refused(decoded, refusals, stopping_since)
+                    .await
+                {
+                    return Written::Dropped;
+                }
+                backoff.reset();
+                continue;
+            }
             self.health.set_database(false);
             self.metrics
                 .retries
@@ -388,6 +453,50 @@ impl Writer {
                 _ = self.stop.requested() => {}
             }
         }
+    }
+
+    /// Sends the refused events to their dead-letter topics (retrying; bounded when stopping)
+    /// and removes them from the batch. False if the stop's grace period ran out first.
+    async fn dead_letter_refused(
+        &self,
+        decoded: &mut Decoded,
+        refusals: Vec<bank_storage::ledger::Refusal>,
+        stopping_since: &mut Option<Instant>,
+    ) -> bool {
+        let letters: Vec<DeadLetter> = refusals.iter().filter_map(|r| letter(decoded, r)).collect();
+        let mut backoff = Backoff::default();
+        while let Err(error) = self.dead_letters.send_all(&letters).await {
+            let pause = backoff.next_pause();
+            tracing::warn!(error = format!("{error:#}"), retry_in = ?pause, "dead_letter failed; retrying");
+            if self.stop.is_requested()
+                && stopping_since.get_or_insert_with(Instant::now).elapsed() >= GRACE
+            {
+                return false;
+            }
+            tokio::time::sleep(pause).await;
+        }
+        for letter in &letters {
+            tracing::warn!(
+                topic = letter.record.topic,
+                partition = letter.record.partition,
+                offset = letter.record.offset,
+                reason = letter.reason_kind,
+                message = letter.reason,
+                "dead-lettering a message the ledger refuses"
+            );
+            if letter.reason_kind == "conflicting-duplicate" {
+                self.metrics.conflicting_duplicates.inc();
+            }
+            self.metrics
+                .dead_lettered
+                .get_or_create(&crate::metrics::DeadLetterLabels {
+                    topic: letter.record.topic.clone(),
+                    reason: letter.reason_kind.to_owned(),
+                })
+                .inc();
+        }
+        decoded.remove(&refusals);
+        true
     }
 
     fn commit_to_kafka(&self, decoded: &Decoded, committed: &mut TopicPartitionList) {
@@ -517,7 +626,7 @@ impl Front {
         if !finishing {
             batch.retain(|r| r.generation == current);
         }
-        let records = std::mem::take(batch);
+        let records: Vec<Arc<Record>> = std::mem::take(batch).into_iter().map(Arc::new).collect();
         let Some(generation) = records.iter().map(|r| r.generation).min() else {
             return;
         };
@@ -579,7 +688,7 @@ impl Front {
     /// poison. Fails only on a transient registry problem.
     async fn decode(
         &self,
-        records: &[Record],
+        records: &[Arc<Record>],
         writers: usize,
         generation: u64,
     ) -> anyhow::Result<(Vec<Decoded>, Vec<DeadLetter>)> {
@@ -597,12 +706,13 @@ impl Front {
                 topic: record.topic.clone(),
                 partition: record.partition,
                 offset: record.offset,
+                record: record.clone(),
             };
             let bytes = record.payload.as_deref().unwrap_or_default();
             let outcome = if record.topic == self.settings.transactions_topic {
                 match self.decoder.decode::<Transaction>(bytes).await {
-                    Ok(tx) => match validate::transaction(&tx) {
-                        Ok(()) => {
+                    Ok(tx) => match validate::canonical_transaction(tx) {
+                        Ok(tx) => {
                             decoded.transactions.push((tx, position));
                             Ok(())
                         }
@@ -642,6 +752,7 @@ impl Front {
                     record: record.clone(),
                     reason_kind: kind,
                     reason: message,
+                    code: None,
                 });
             }
         }

@@ -542,3 +542,58 @@ impl Proxy {
         format!("{head}@127.0.0.1:{}/{rest}", self.port)
     }
 }
+
+/// A dead letter as read back from `<topic>.dlq`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Letter {
+    pub source_topic: String,
+    pub source_offset: i64,
+    pub kind: String,
+    pub message: String,
+    pub code: String,
+}
+
+/// Reads `count` dead letters of both topics (bounded wait), sorted.
+pub async fn read_dead_letters(topics: &Topics, count: usize) -> Vec<Letter> {
+    use rdkafka::Message;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::Headers;
+    let reader: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set(
+            "group.id",
+            format!("{}-dlq-reader-{}", topics.group, uuid::Uuid::new_v4()),
+        )
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    let transactions = format!("{}.dlq", topics.transactions);
+    let customers = format!("{}.dlq", topics.customers);
+    reader.subscribe(&[&transactions, &customers]).unwrap();
+    let mut letters = Vec::new();
+    while letters.len() < count {
+        let received = tokio::time::timeout(Duration::from_secs(90), reader.recv())
+            .await
+            .expect("dead letters arrive");
+        // A dead-letter topic that nothing was sent to does not exist: not an error here.
+        let Ok(message) = received else { continue };
+        let headers = message.headers().expect("dead letters carry headers");
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|h| h.key == name)
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default()
+        };
+        letters.push(Letter {
+            source_topic: header("dlq.source.topic"),
+            source_offset: header("dlq.source.offset").parse().unwrap_or(-1),
+            kind: header("dlq.error.kind"),
+            message: header("dlq.error.message"),
+            code: header("dlq.error.code"),
+        });
+    }
+    letters.sort();
+    letters
+}
