@@ -48,6 +48,18 @@ pub struct OperationLabel {
 }
 
 impl Metrics {
+    /// Counts delivered dead letters by source topic and reason.
+    pub fn count_dead_letters(&self, letters: &[crate::dead_letter::DeadLetter]) {
+        for letter in letters {
+            self.dead_lettered
+                .get_or_create(&DeadLetterLabels {
+                    topic: letter.record.topic.clone(),
+                    reason: letter.reason_kind.to_owned(),
+                })
+                .inc();
+        }
+    }
+
     /// Creates the metrics and registers them under the `bank_` prefix.
     pub fn register(registry: &mut Registry) -> Metrics {
         let metrics = Metrics {

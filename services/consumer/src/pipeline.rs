@@ -487,14 +487,8 @@ impl Writer {
             if letter.reason_kind == "conflicting-duplicate" {
                 self.metrics.conflicting_duplicates.inc();
             }
-            self.metrics
-                .dead_lettered
-                .get_or_create(&crate::metrics::DeadLetterLabels {
-                    topic: letter.record.topic.clone(),
-                    reason: letter.reason_kind.to_owned(),
-                })
-                .inc();
         }
+        self.metrics.count_dead_letters(&letters);
         decoded.remove(&refusals);
         true
     }
@@ -661,15 +655,7 @@ impl Front {
         while !poison.is_empty() {
             match self.dead_letters.send_all(&poison).await {
                 Ok(()) => {
-                    for letter in &poison {
-                        self.metrics
-                            .dead_lettered
-                            .get_or_create(&crate::metrics::DeadLetterLabels {
-                                topic: letter.record.topic.clone(),
-                                reason: letter.reason_kind.to_owned(),
-                            })
-                            .inc();
-                    }
+                    self.metrics.count_dead_letters(&poison);
                     break;
                 }
                 Err(error) => {
