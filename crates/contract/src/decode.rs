@@ -117,23 +117,33 @@ impl Decoder {
         framed: &wire::Framed<'_>,
     ) -> Result<Arc<String>, DecodeError> {
         let schema_id = framed.schema_id;
-        let name =
-            self.registry
-                .resolve_message_name(bytes)
-                .await
-                .map_err(|source| match source {
-                    RegistryError::NotFound { .. } => DecodeError::UnknownSchema { schema_id },
-                    e if e.is_transient() || matches!(e, RegistryError::Unauthorized { .. }) => {
-                        DecodeError::RegistryUnavailable {
-                            schema_id,
-                            source: e,
-                        }
-                    }
-                    e => DecodeError::UnusableSchema {
-                        schema_id,
-                        source: e,
-                    },
-                })?;
+        let name = match self.registry.resolve_message_name(bytes).await {
+            Ok(name) => name,
+            // A 404 is only "this schema does not exist" if the registry itself answers there;
+            // a wrong URL or path 404s for every id, and must pause, not dead-letter a topic.
+            Err(RegistryError::NotFound { .. }) => {
+                return Err(match self.registry.probe().await {
+                    Ok(()) => DecodeError::UnknownSchema { schema_id },
+                    Err(source) => DecodeError::RegistryUnavailable { schema_id, source },
+                });
+            }
+            Err(
+                e @ (RegistryError::Unavailable { .. }
+                | RegistryError::Unauthorized { .. }
+                | RegistryError::Misconfigured { .. }),
+            ) => {
+                return Err(DecodeError::RegistryUnavailable {
+                    schema_id,
+                    source: e,
+                });
+            }
+            Err(e) => {
+                return Err(DecodeError::UnusableSchema {
+                    schema_id,
+                    source: e,
+                });
+            }
+        };
         let mut resolved = self.resolved.write().unwrap_or_else(|e| e.into_inner());
         let entry = resolved.entry(schema_id).or_default();
         if !entry

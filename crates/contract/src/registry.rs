@@ -62,6 +62,9 @@ pub enum RegistryError {
     /// The registry refused our credentials: retrying will not help until configuration changes.
     #[error("schema registry at {url} refused the credentials (HTTP {status})")]
     Unauthorized { url: String, status: u16 },
+    /// The URL does not serve a Confluent-compatible registry API.
+    #[error("schema registry URL {url} is wrong: {detail}")]
+    Misconfigured { url: String, detail: String },
     /// Anything else the registry or the converter reported, e.g. message indexes that do not
     /// name a message of the schema.
     #[error("schema registry lookup failed: {detail}")]
@@ -78,6 +81,8 @@ impl RegistryError {
 /// A registry client shared by every task of a service (cheap to share behind an `Arc`).
 pub struct Registry {
     url: String,
+    config: RegistryConfig,
+    http: reqwest::Client,
     settings: SrSettings,
     /// Resolves schema ids to message names, caching what it fetched: a registry outage does not
     /// stop decoding of schemas seen before.
@@ -101,11 +106,55 @@ impl Registry {
         let settings = builder.build().map_err(|e| RegistryError::Invalid {
             detail: format!("cannot build a client for {url}: {}", e.error),
         })?;
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .build()
+            .map_err(|e| RegistryError::Invalid {
+                detail: format!("cannot build an HTTP client for {url}: {e}"),
+            })?;
         Ok(Registry {
             url,
+            config: config.clone(),
+            http,
             resolver: ProtoRawDecoder::new(settings.clone()),
             settings,
         })
+    }
+
+    /// Asks the registry for its subjects: proves the URL serves a Confluent-compatible API
+    /// and the credentials work. A 404 means a wrong URL (Apicurio's API is under
+    /// `/apis/ccompat/v7`), never a missing schema; it and a refused login are not transient.
+    pub async fn probe(&self) -> Result<(), RegistryError> {
+        let mut request = self.http.get(format!("{}/subjects", self.url));
+        if let Some((user, password)) = &self.config.basic_auth {
+            request = request.basic_auth(user, Some(password.expose_secret()));
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| RegistryError::Unavailable {
+                url: self.url.clone(),
+                detail: e.without_url().to_string(),
+            })?;
+        let status = response.status().as_u16();
+        match status {
+            200..=299 => Ok(()),
+            401 | 403 => Err(RegistryError::Unauthorized {
+                url: self.url.clone(),
+                status,
+            }),
+            500.. | 408 | 429 => Err(RegistryError::Unavailable {
+                url: self.url.clone(),
+                detail: format!("GET /subjects answered HTTP {status}"),
+            }),
+            _ => Err(RegistryError::Misconfigured {
+                url: self.url.clone(),
+                detail: format!(
+                    "GET /subjects answered HTTP {status}: no Confluent-compatible schema registry \
+                     API there (for Apicurio the URL ends in /apis/ccompat/v7)"
+                ),
+            }),
+        }
     }
 
     pub fn url(&self) -> &str {
@@ -236,7 +285,10 @@ impl Registry {
                 url: self.url.clone(),
                 detail,
             },
-            Some(status) if status >= 500 || status == 408 || status == 429 => {
+            // Anything but "not found" and a refused login pauses and retries: a proxy's 400 or a
+            // gateway's 405 is a misconfiguration or an outage, never the record's fault.
+            // (409 and 422 are the registry's verdict on a schema we register: not transient.)
+            Some(status) if !matches!(status, 401 | 403 | 404 | 409 | 422) => {
                 RegistryError::Unavailable {
                     url: self.url.clone(),
                     detail,

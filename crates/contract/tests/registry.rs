@@ -124,6 +124,42 @@ async fn an_unreachable_registry_is_transient_not_poison() {
     assert!(err.is_transient(), "{err:?}");
 }
 
+/// A URL that reaches a web server but not the registry API (Apicurio without its
+/// `/apis/ccompat/v7` path) answers 404 for every id: that must pause, never dead-letter a topic
+/// as "unknown schema", and the startup probe must name the URL.
+#[tokio::test]
+async fn a_wrong_registry_path_is_a_misconfiguration_not_unknown_schemas() {
+    let base = registry_url();
+    let origin = base.split("/apis/").next().unwrap_or(&base).to_owned();
+    let wrong = Registry::new(&RegistryConfig::new(format!("{origin}/no/such/api"))).unwrap();
+    let err = wrong.probe().await.unwrap_err();
+    assert!(
+        matches!(err, RegistryError::Misconfigured { .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("/no/such/api"),
+        "names the URL: {err}"
+    );
+    let decoder = Decoder::new(Arc::new(wrong));
+    let err = decoder
+        .decode::<Transaction>(&wire::frame(1, &sample_transaction()))
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "a misconfiguration pauses: {err:?}");
+    assert_ne!(err.kind(), "unknown-schema");
+
+    // The right URL and an id it has never issued: that one is unknown.
+    let right = registry();
+    right.probe().await.expect("the real registry answers");
+    let decoder = Decoder::new(Arc::new(right));
+    let err = decoder
+        .decode::<Transaction>(&wire::frame(1_999_999_999, &sample_transaction()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "unknown-schema", "{err:?}");
+}
+
 /// v2 of transaction.proto: v1 plus one new field, the only kind of change the contract allows.
 fn transaction_v2_text() -> String {
     let v1 = Transaction::SCHEMA.text;

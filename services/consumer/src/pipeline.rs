@@ -24,7 +24,7 @@ use bank_storage::ledger::{ApplyError, OffsetSpan};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
-use crate::dead_letter::{DeadLetter, DeadLetters};
+use crate::dead_letter::{DeadLetter, DeadLetterError, DeadLetters};
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::source::{Control, PartitionKey, Record, Reseek, Source};
@@ -259,14 +259,14 @@ impl<S: Sink + 'static> Pipeline<S> {
 
 /// Waits for every writer (bounded); their sinks and the last offsets each committed.
 async fn join_writers<S: Sink + 'static>(
-    writers: Vec<tokio::task::JoinHandle<(S, TopicPartitionList)>>,
+    writers: Vec<tokio::task::JoinHandle<anyhow::Result<(S, TopicPartitionList)>>>,
 ) -> anyhow::Result<(Vec<S>, TopicPartitionList)> {
     let mut sinks = Vec::with_capacity(writers.len());
     let mut committed = TopicPartitionList::new();
     let deadline = tokio::time::Instant::now() + GRACE + Duration::from_secs(5);
     for mut writer in writers {
         match tokio::time::timeout_at(deadline, &mut writer).await {
-            Ok(Ok((sink, offsets))) => {
+            Ok(Ok(Ok((sink, offsets)))) => {
                 sinks.push(sink);
                 for element in offsets.elements() {
                     let _ = committed.add_partition_offset(
@@ -276,6 +276,7 @@ async fn join_writers<S: Sink + 'static>(
                     );
                 }
             }
+            Ok(Ok(Err(error))) => return Err(error),
             Ok(Err(error)) => anyhow::bail!("a writer task failed: {error}"),
             Err(_) => {
                 writer.abort();
@@ -290,13 +291,15 @@ async fn join_writers<S: Sink + 'static>(
 struct Writers(Vec<tokio::sync::mpsc::Sender<ToWriter>>);
 
 impl Writers {
-    /// Hands each writer its share of the batch (`partition % writers`).
-    async fn send(&self, parts: Vec<Decoded>) {
+    /// Hands each writer its share of the batch (`partition % writers`). Fails if a writer has
+    /// ended (it failed: its error ends the pipeline).
+    async fn send(&self, parts: Vec<Decoded>) -> anyhow::Result<()> {
         for (writer, part) in self.0.iter().zip(parts) {
-            if part.records > 0 {
-                let _ = writer.send(ToWriter::Batch(part)).await;
+            if part.records > 0 && writer.send(ToWriter::Batch(part)).await.is_err() {
+                anyhow::bail!("a writer has stopped");
             }
         }
+        Ok(())
     }
 
     /// Resolves once every writer has written everything it was handed before.
@@ -329,6 +332,8 @@ enum Written {
     Committed,
     /// Not written, and it must not be retried (stale, fenced, or the stop's grace is over).
     Dropped,
+    /// Not written, and the role cannot go on (dead letters not authorized).
+    Failed(String),
 }
 
 impl Writer {
@@ -338,7 +343,7 @@ impl Writer {
         self,
         mut sink: S,
         mut batches: tokio::sync::mpsc::Receiver<ToWriter>,
-    ) -> (S, TopicPartitionList) {
+    ) -> anyhow::Result<(S, TopicPartitionList)> {
         let mut committed = TopicPartitionList::new();
         let idle_every = sink.idle_interval();
         // When the stop was first seen while a write failed: the grace period runs from there
@@ -367,14 +372,16 @@ impl Writer {
                 Some(ToWriter::Batch(decoded)) => decoded,
             };
             let mut decoded = decoded;
-            if let Written::Committed = self
+            match self
                 .write(&mut sink, &mut decoded, &mut stopping_since)
                 .await
             {
-                self.commit_to_kafka(&decoded, &mut committed);
+                Written::Committed => self.commit_to_kafka(&decoded, &mut committed),
+                Written::Dropped => {}
+                Written::Failed(why) => anyhow::bail!(why),
             }
         }
-        (sink, committed)
+        Ok((sink, committed))
     }
 
     /// Applies one batch, retrying transient failures with backoff, until the stop's grace
@@ -418,11 +425,13 @@ impl Writer {
             if let WriteError::Refused(refusals) = error {
                 // Dead letters first (delivery confirmed), then the rest of the batch, with
                 // every offset: nothing refused is lost, nothing accepted waits on it.
-                if !self
+                match self
                     .dead_letter_refused(decoded, refusals, stopping_since)
                     .await
                 {
-                    return Written::Dropped;
+                    Ok(true) => {}
+                    Ok(false) => return Written::Dropped,
+                    Err(why) => return Written::Failed(why),
                 }
                 backoff.reset();
                 continue;
@@ -434,6 +443,10 @@ impl Writer {
                     operation: "apply".into(),
                 })
                 .inc();
+            if self.reseek.revoking() {
+                tracing::warn!(error = %error, "apply failed during a rebalance; the next owner reads the batch again");
+                return Written::Dropped;
+            }
             let pause = backoff.next_pause();
             tracing::warn!(error = %error, retry_in = ?pause, "apply failed; retrying");
             if self.stop.is_requested() {
@@ -451,27 +464,32 @@ impl Writer {
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
                 _ = self.stop.requested() => {}
+                _ = self.reseek.revoke_started() => {}
             }
         }
     }
 
     /// Sends the refused events to their dead-letter topics (retrying; bounded when stopping)
-    /// and removes them from the batch. False if the stop's grace period ran out first.
+    /// and removes them from the batch. False if the stop's grace period ran out first; an
+    /// error if dead letters cannot be written at all.
     async fn dead_letter_refused(
         &self,
         decoded: &mut Decoded,
         refusals: Vec<bank_storage::ledger::Refusal>,
         stopping_since: &mut Option<Instant>,
-    ) -> bool {
+    ) -> Result<bool, String> {
         let letters: Vec<DeadLetter> = refusals.iter().filter_map(|r| letter(decoded, r)).collect();
         let mut backoff = Backoff::default();
         while let Err(error) = self.dead_letters.send_all(&letters).await {
+            if let DeadLetterError::Fatal(why) = error {
+                return Err(why);
+            }
             let pause = backoff.next_pause();
             tracing::warn!(error = format!("{error:#}"), retry_in = ?pause, "dead_letter failed; retrying");
             if self.stop.is_requested()
                 && stopping_since.get_or_insert_with(Instant::now).elapsed() >= GRACE
             {
-                return false;
+                return Ok(false);
             }
             tokio::time::sleep(pause).await;
         }
@@ -490,7 +508,7 @@ impl Writer {
         }
         self.metrics.count_dead_letters(&letters);
         decoded.remove(&refusals);
-        true
+        Ok(true)
     }
 
     fn commit_to_kafka(&self, decoded: &Decoded, committed: &mut TopicPartitionList) {
@@ -550,8 +568,7 @@ impl Front {
                     // Records still in the channel are simply not committed: the next start
                     // reads them again from the stored offsets. (Draining would race the
                     // polling thread, which keeps refilling until it is stopped.)
-                    self.hand_over(&mut batch, source, true, to_writer).await;
-                    return Ok(());
+                    return self.hand_over(&mut batch, source, true, to_writer).await;
                 }
                 control = source.control.recv() => match control {
                     Some(Control::Revoke { generation, done }) => {
@@ -563,11 +580,15 @@ impl Front {
                         // must not hold the group's rebalance (what is not written by then is
                         // read again by the next owner; fencing keeps it exact).
                         let commit = async {
-                            self.hand_over(&mut ending, source, true, to_writer).await;
+                            self.hand_over(&mut ending, source, true, to_writer).await?;
                             to_writer.barrier().await;
+                            anyhow::Ok(())
                         };
-                        if tokio::time::timeout(GRACE, commit).await.is_err() {
-                            tracing::warn!(?GRACE, "revoke: not everything was written in time");
+                        match tokio::time::timeout(GRACE, commit).await {
+                            Ok(done) => done?,
+                            Err(_) => {
+                                tracing::warn!(?GRACE, "revoke: not everything was written in time");
+                            }
                         }
                         deadline = (!batch.is_empty()).then(tokio::time::Instant::now);
                         let _ = done.send(());
@@ -581,14 +602,14 @@ impl Front {
                         }
                         batch.push(record);
                         if batch.len() >= self.settings.max_records {
-                            self.hand_over(&mut batch, source, false, to_writer).await;
+                            self.hand_over(&mut batch, source, false, to_writer).await?;
                             deadline = None;
                         }
                     }
                     None => return self.source_ended(stop),
                 },
                 _ = linger => {
-                    self.hand_over(&mut batch, source, false, to_writer).await;
+                    self.hand_over(&mut batch, source, false, to_writer).await?;
                     deadline = None;
                 }
             }
@@ -611,9 +632,9 @@ impl Front {
         source: &Source,
         finishing: bool,
         to_writer: &Writers,
-    ) {
+    ) -> anyhow::Result<()> {
         if batch.is_empty() {
-            return;
+            return Ok(());
         }
         let started = Instant::now();
         let current = source.reseek_handle().current();
@@ -622,7 +643,7 @@ impl Front {
         }
         let records: Vec<Arc<Record>> = std::mem::take(batch).into_iter().map(Arc::new).collect();
         let Some(generation) = records.iter().map(|r| r.generation).min() else {
-            return;
+            return Ok(());
         };
         let mut backoff = Backoff::default();
         let mut pause = |what: &str, error: &anyhow::Error| {
@@ -646,7 +667,7 @@ impl Front {
                 Err(error) => {
                     let wait = pause("decode", &error);
                     if give_up(started) {
-                        return;
+                        return Ok(());
                     }
                     tokio::time::sleep(wait).await;
                 }
@@ -658,16 +679,17 @@ impl Front {
                     self.metrics.count_dead_letters(&poison);
                     break;
                 }
-                Err(error) => {
+                Err(DeadLetterError::Fatal(why)) => anyhow::bail!(why),
+                Err(DeadLetterError::Transient(error)) => {
                     let wait = pause("dead_letter", &error);
                     if give_up(started) {
-                        return;
+                        return Ok(());
                     }
                     tokio::time::sleep(wait).await;
                 }
             }
         }
-        to_writer.send(decoded).await;
+        to_writer.send(decoded).await
     }
 
     /// Splits records into valid events, one [`Decoded`] per writer (`partition % writers`), and

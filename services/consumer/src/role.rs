@@ -32,9 +32,24 @@ pub struct Consumption<S: Sink> {
 /// Consumes until `stop` is requested; returns the sinks.
 pub async fn consume<S: Sink + 'static>(role: Consumption<S>) -> anyhow::Result<Vec<S>> {
     let registry = Registry::new(&role.source.registry.registry_config()?)?;
+    // A wrong URL or refused credentials fail at once, naming the URL; a registry that is merely
+    // not up yet is waited for by the decoder, which pauses on schema ids it has not seen.
+    match registry.probe().await {
+        Ok(()) => {}
+        Err(error) if error.is_transient() => {
+            tracing::warn!(%error, "schema registry not reachable yet; decoding waits for it");
+        }
+        Err(error) => return Err(anyhow::Error::new(error).context("checking the schema registry")),
+    }
     let decoder = Arc::new(Decoder::new(Arc::new(registry)));
     let kafka_config =
         bank_runtime::kafka::manual_commit_consumer_config(&role.source.kafka, &role.group)?;
+    // Before consuming: a dead-letter topic that is missing and cannot be created is refused
+    // now, not discovered at the first poison message.
+    let dead_letters = DeadLetters::new(&role.source.kafka.client_config()?)?;
+    dead_letters
+        .ensure_topics(&role.subscription.topics)
+        .await?;
     tracing::info!(group = role.group, topics = ?role.subscription.topics, "consuming");
     let mut source = source::start(
         kafka_config,
@@ -52,7 +67,7 @@ pub async fn consume<S: Sink + 'static>(role: Consumption<S>) -> anyhow::Result<
             customers_topic: role.source.customers_topic.clone(),
         },
         decoder,
-        dead_letters: DeadLetters::new(&role.source.kafka.client_config()?)?,
+        dead_letters,
         sinks: role.sinks,
         health: role.health,
         metrics: role.metrics,

@@ -119,6 +119,8 @@ pub struct SourceContext {
     generation: Arc<AtomicU64>,
     /// Set by a fenced writer to `generation + 1`: re-seek every partition from the store.
     reseek: Arc<AtomicU64>,
+    /// True while a revoke waits for the pipeline (see [`Reseek::revoking`]).
+    revoking: tokio::sync::watch::Sender<bool>,
     control: mpsc::UnboundedSender<Control>,
     health: Arc<Health>,
     metrics: Metrics,
@@ -220,6 +222,9 @@ impl SourceContext {
                 state.seek_backoff.reset();
                 state.positions = positions(&partitions, &stored);
                 state.phase = Phase::Consuming;
+                // librdkafka keeps a partition's pause across assignments: one paused by an
+                // earlier assignment (offsets unreadable, a stalled pipeline) would stay stuck.
+                let _ = consumer.resume(tpl);
                 self.start_hold(consumer, &mut state);
             }
             Err(error) => {
@@ -365,6 +370,7 @@ impl SourceContext {
     }
 
     fn revoke(&self, consumer: &BaseConsumer<Self>) {
+        let _ = self.revoking.send(true);
         let ending = {
             let mut state = self.state();
             state.hold = None;
@@ -390,6 +396,7 @@ impl SourceContext {
         }
         let mut state = self.state();
         self.bump_generation(&mut state);
+        let _ = self.revoking.send(false);
         state.phase = Phase::Unassigned;
         state.assignment = TopicPartitionList::new();
         state.positions.clear();
@@ -490,6 +497,7 @@ pub struct Source {
     pub control: mpsc::UnboundedReceiver<Control>,
     pub generation: Arc<AtomicU64>,
     reseek: Arc<AtomicU64>,
+    revoking: tokio::sync::watch::Receiver<bool>,
     thread: std::thread::JoinHandle<()>,
     stop: bank_runtime::shutdown::Stop,
 }
@@ -499,9 +507,23 @@ pub struct Source {
 pub struct Reseek {
     generation: Arc<AtomicU64>,
     request: Arc<AtomicU64>,
+    revoking: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Reseek {
+    /// Whether a rebalance is taking the partitions away right now: a writer then stops
+    /// retrying what fails (the next owner reads it again), so the rebalance is not held up by a
+    /// database that does not answer.
+    pub fn revoking(&self) -> bool {
+        *self.revoking.borrow()
+    }
+
+    /// Completes when a revoke starts (at once if one is under way).
+    pub async fn revoke_started(&self) {
+        let mut revoking = self.revoking.clone();
+        let _ = revoking.wait_for(|r| *r).await;
+    }
+
     /// The current generation: a share of an older one is stale.
     pub fn current(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
@@ -548,6 +570,7 @@ pub fn start(
     let (control_tx, control) = mpsc::unbounded_channel();
     let generation = Arc::new(AtomicU64::new(0));
     let reseek = Arc::new(AtomicU64::new(0));
+    let (revoking_tx, revoking) = tokio::sync::watch::channel(false);
     let context = SourceContext {
         offsets,
         first: subscription.first.clone(),
@@ -563,6 +586,7 @@ pub fn start(
         }),
         generation: generation.clone(),
         reseek: reseek.clone(),
+        revoking: revoking_tx,
         control: control_tx,
         health,
         metrics,
@@ -584,6 +608,7 @@ pub fn start(
         control,
         generation,
         reseek,
+        revoking,
         thread,
         stop,
     })
@@ -594,6 +619,7 @@ impl Source {
         Reseek {
             generation: self.generation.clone(),
             request: self.reseek.clone(),
+            revoking: self.revoking.clone(),
         }
     }
 

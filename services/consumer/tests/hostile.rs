@@ -122,3 +122,53 @@ async fn the_same_id_for_another_movement_is_dead_lettered_and_counted() {
     );
     ledger.stop().await;
 }
+
+/// A dead letter Kafka refuses as too large is written cut down, with the original size in a
+/// header, instead of stalling every partition behind it; dead-letter topics exist from start.
+#[tokio::test]
+async fn an_oversized_dead_letter_is_truncated_not_stuck() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let topics = fresh_topics("oversized");
+    let database_url = fresh_sqlite("oversized");
+    let raw = RawProducer::new(&topics).await;
+    let admin: AdminClient<_> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .unwrap();
+    let dlq = format!("{}.dlq", topics.transactions);
+    let small =
+        NewTopic::new(&dlq, 1, TopicReplication::Fixed(1)).set("max.message.bytes", "100000");
+    for result in admin
+        .create_topics([&small], &AdminOptions::new())
+        .await
+        .unwrap()
+    {
+        result.expect("a dead-letter topic with a small limit");
+    }
+    raw.customer(&customer("Z")).await;
+    raw.raw(&topics.transactions, "Z", &vec![0xAB; 200_000])
+        .await; // 0: not framed, too big
+    raw.transaction(&transaction("Z", 10)).await; // 1: good
+
+    let ledger = spawn_ledger(&topics, &database_url, &[]).await;
+    let db = connect(&database_url).await;
+    wait_until("both records handled", WAIT, || async {
+        stored_offset(&db, &topics.group, &topics.transactions).await == 2
+    })
+    .await;
+    assert_eq!(ledger_state(&db).await.accounts["Z"], (1, 10));
+    let letters = read_dead_letters(&topics, 1).await;
+    assert_eq!(letters[0].kind, "not-framed");
+    assert_eq!(letters[0].truncated, "200000", "{letters:?}");
+    assert_eq!(letters[0].value_bytes, 64 * 1024);
+    // The customers' dead-letter topic was created at start, before any poison.
+    let metadata = admin
+        .inner()
+        .fetch_metadata(
+            Some(&format!("{}.dlq", topics.customers)),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    assert!(metadata.topics()[0].error().is_none(), "created at start");
+    ledger.stop().await;
+}

@@ -551,6 +551,9 @@ pub struct Letter {
     pub kind: String,
     pub message: String,
     pub code: String,
+    /// `dlq.truncated.original-bytes`, when the value had to be cut.
+    pub truncated: String,
+    pub value_bytes: usize,
 }
 
 /// Reads `count` dead letters of both topics (bounded wait), sorted.
@@ -592,6 +595,8 @@ pub async fn read_dead_letters(topics: &Topics, count: usize) -> Vec<Letter> {
             kind: header("dlq.error.kind"),
             message: header("dlq.error.message"),
             code: header("dlq.error.code"),
+            truncated: header("dlq.truncated.original-bytes"),
+            value_bytes: message.payload().map_or(0, <[u8]>::len),
         });
     }
     letters.sort();
