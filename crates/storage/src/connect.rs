@@ -56,7 +56,19 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Database
                 });
         }
         Backend::Postgres => {
-            options.max_connections(max_connections.max(1));
+            options
+                .max_connections(max_connections.max(1))
+                .map_sqlx_postgres_opts(|o| {
+                    // A writer frozen inside a transaction (SIGSTOP, a paused VM, a partition)
+                    // holds its partitions' offset rows locked; the new owner must not wait on
+                    // it for ever. The server ends such a session after 15 s, which releases
+                    // the locks (and the fencing makes the zombie's work void), and a statement
+                    // waits at most 10 s for a lock before failing (retried with backoff).
+                    o.options([
+                        ("idle_in_transaction_session_timeout", "15s"),
+                        ("lock_timeout", "10s"),
+                    ])
+                });
         }
     }
     Database::connect(options)

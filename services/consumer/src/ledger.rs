@@ -127,10 +127,14 @@ impl Application {
                 ],
                 first: Some(source_args.customers_topic.clone()),
                 capacity: args.batch_size * 2,
+                // Every batch in flight: the one being filled, one queued and one being written
+                // per writer.
+                in_flight_bytes: args.max_batch_bytes.saturating_mul(2 * writers + 2),
             },
             offsets,
             sinks,
             batch_size: args.batch_size,
+            batch_bytes: args.max_batch_bytes,
             batch_linger: Duration::from_millis(args.batch_linger_ms),
             health: self.health.clone(),
             metrics: self.metrics.clone(),

@@ -173,6 +173,8 @@ pub trait Sink: Send {
 #[derive(Debug, Clone)]
 pub struct BatchSettings {
     pub max_records: usize,
+    /// A batch is handed over once its records weigh this many bytes, whatever their count.
+    pub max_bytes: usize,
     pub linger: Duration,
     pub transactions_topic: String,
     pub customers_topic: String,
@@ -553,7 +555,8 @@ impl Front {
         stop: &Stop,
         to_writer: &Writers,
     ) -> anyhow::Result<()> {
-        let mut batch: Vec<Record> = Vec::with_capacity(self.settings.max_records);
+        let mut batch: Vec<Record> = Vec::with_capacity(self.settings.max_records.min(4096));
+        let mut batch_bytes = 0usize;
         let mut deadline: Option<tokio::time::Instant> = None;
         loop {
             let linger = async {
@@ -590,6 +593,7 @@ impl Front {
                                 tracing::warn!(?GRACE, "revoke: not everything was written in time");
                             }
                         }
+                        batch_bytes = batch.iter().map(Record::weight).sum();
                         deadline = (!batch.is_empty()).then(tokio::time::Instant::now);
                         let _ = done.send(());
                     }
@@ -600,9 +604,13 @@ impl Front {
                         if batch.is_empty() {
                             deadline = Some(tokio::time::Instant::now() + self.settings.linger);
                         }
+                        batch_bytes += record.weight();
                         batch.push(record);
-                        if batch.len() >= self.settings.max_records {
+                        if batch.len() >= self.settings.max_records
+                            || batch_bytes >= self.settings.max_bytes
+                        {
                             self.hand_over(&mut batch, source, false, to_writer).await?;
+                            batch_bytes = 0;
                             deadline = None;
                         }
                     }
@@ -610,6 +618,7 @@ impl Front {
                 },
                 _ = linger => {
                     self.hand_over(&mut batch, source, false, to_writer).await?;
+                    batch_bytes = 0;
                     deadline = None;
                 }
             }
@@ -782,6 +791,7 @@ mod tests {
             headers: Vec::new(),
             expected,
             generation,
+            budget: None,
         }
     }
 

@@ -23,6 +23,7 @@ pub struct Consumption<S: Sink> {
     /// One per writer task; see [`crate::pipeline`] for how partitions are shared out.
     pub sinks: Vec<S>,
     pub batch_size: usize,
+    pub batch_bytes: usize,
     pub batch_linger: Duration,
     pub health: Arc<Health>,
     pub metrics: Metrics,
@@ -62,6 +63,7 @@ pub async fn consume<S: Sink + 'static>(role: Consumption<S>) -> anyhow::Result<
     let pipeline = Pipeline {
         settings: BatchSettings {
             max_records: role.batch_size,
+            max_bytes: role.batch_bytes,
             linger: role.batch_linger,
             transactions_topic: role.source.transactions_topic.clone(),
             customers_topic: role.source.customers_topic.clone(),
@@ -152,6 +154,7 @@ impl Replay {
                 topics: vec![source.transactions_topic.clone()],
                 first: None,
                 capacity: 10_000,
+                in_flight_bytes: 64 << 20,
             },
             source,
             group,
@@ -159,6 +162,7 @@ impl Replay {
             // One writer: the role's state spans every partition.
             sinks: vec![sink],
             batch_size: 5_000,
+            batch_bytes: 16 << 20,
             batch_linger: Duration::from_millis(100),
             health: self.health,
             metrics: self.metrics,

@@ -42,7 +42,7 @@ use crate::metrics::{Metrics, PartitionLabels, TopicLabel};
 pub type PartitionKey = (String, i32);
 
 /// A record as the pipeline needs it, detached from librdkafka's buffers.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Record {
     pub topic: String,
     pub partition: i32,
@@ -55,6 +55,23 @@ pub struct Record {
     /// position the partition was sought to (`None`: from the beginning, nothing stored).
     pub expected: Option<i64>,
     pub generation: u64,
+    /// Its share of the in-flight byte budget, given back when the last copy is dropped (after
+    /// the writer committed it or it was dead-lettered).
+    pub budget: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Record {
+    /// What the record weighs against the byte budget: its bytes plus a fixed overhead.
+    pub fn weight(&self) -> usize {
+        256 + self.topic.len()
+            + self.key.as_ref().map_or(0, Vec::len)
+            + self.payload.as_ref().map_or(0, Vec::len)
+            + self
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
+                .sum::<usize>()
+    }
 }
 
 /// Requests from the Kafka thread that the pipeline must answer before the thread goes on.
@@ -121,6 +138,8 @@ pub struct SourceContext {
     reseek: Arc<AtomicU64>,
     /// True while a revoke waits for the pipeline (see [`Reseek::revoking`]).
     revoking: tokio::sync::watch::Sender<bool>,
+    /// See [`Subscription::in_flight_bytes`].
+    budget_bytes: usize,
     control: mpsc::UnboundedSender<Control>,
     health: Arc<Health>,
     metrics: Metrics,
@@ -430,6 +449,7 @@ impl SourceContext {
             headers: headers_of(message),
             expected,
             generation: state.generation,
+            budget: None,
         };
         self.note_first_topic_progress(consumer, &mut state, &key, offset);
         state.pending.push_back(record);
@@ -546,6 +566,9 @@ pub struct Subscription {
     pub first: Option<String>,
     /// Records buffered between the polling thread and the pipeline.
     pub capacity: usize,
+    /// Bytes of records in flight between the poll and their commit, whatever their count: large
+    /// records cannot exhaust memory.
+    pub in_flight_bytes: usize,
 }
 
 /// Subscribes `config` (a group consumer's settings) to the subscription's topics and starts the
@@ -587,6 +610,9 @@ pub fn start(
         generation: generation.clone(),
         reseek: reseek.clone(),
         revoking: revoking_tx,
+        budget_bytes: subscription
+            .in_flight_bytes
+            .clamp(1 << 16, u32::MAX as usize),
         control: control_tx,
         health,
         metrics,
@@ -660,8 +686,9 @@ fn poll_loop(
 ) {
     let context = consumer.context();
     let mut stalled = Duration::ZERO;
+    let budget = Arc::new(tokio::sync::Semaphore::new(context.budget_bytes));
     while !stop.is_requested() {
-        if !hand_over(context, &records, runtime, stop, &mut stalled) {
+        if !hand_over(context, &records, &budget, runtime, stop, &mut stalled) {
             return;
         }
         let pending_empty = housekeeping(context, consumer, stalled);
@@ -696,21 +723,29 @@ fn poll_loop(
 fn hand_over(
     context: &SourceContext,
     records: &mpsc::Sender<Record>,
+    budget: &Arc<tokio::sync::Semaphore>,
     runtime: &tokio::runtime::Handle,
     stop: &bank_runtime::shutdown::Stop,
     stalled: &mut Duration,
 ) -> bool {
     loop {
-        let Some(record) = context.state().pending.pop_front() else {
+        let Some(mut record) = context.state().pending.pop_front() else {
             return true;
         };
         let wait = Duration::from_millis(250);
-        match runtime.block_on(async { tokio::time::timeout(wait, records.reserve()).await }) {
-            Ok(Ok(permit)) => {
-                permit.send(record);
+        let bytes = record.weight().min(context.budget_bytes) as u32;
+        let room = async {
+            let budget = budget.clone().acquire_many_owned(bytes).await;
+            let slot = records.reserve().await;
+            (budget, slot)
+        };
+        match runtime.block_on(async { tokio::time::timeout(wait, room).await }) {
+            Ok((Ok(budget), Ok(slot))) => {
+                record.budget = Some(budget);
+                slot.send(record);
                 *stalled = Duration::ZERO;
             }
-            Ok(Err(_)) => return false,
+            Ok((_, Err(_)) | (Err(_), _)) => return false,
             Err(_) => {
                 let mut state = context.state();
                 // A rebalance or re-seek in between makes the record stale: drop it.
