@@ -27,14 +27,20 @@ pub fn transaction(tx: &Transaction) -> Value {
 }
 
 pub fn customer(c: &Customer) -> Value {
-    json!({
+    let mut value = json!({
         "account_number": c.account_number,
         "first_name": c.first_name,
         "last_name": c.last_name,
         "email": c.email,
         "created_at": timestamp(c.created_at.as_ref()),
         "branch_id": c.branch_id,
-    })
+    });
+    // Omitted when unset, as protobuf's JSON printer does for a message field: events of older
+    // producers have none.
+    if let (Some(at), Some(fields)) = (&c.updated_at, value.as_object_mut()) {
+        fields.insert("updated_at".into(), timestamp(Some(at)));
+    }
+    value
 }
 
 /// RFC 3339 in UTC with `Z`, as many fractional digits as needed (0, 3, 6 or 9), like protobuf's
