@@ -341,7 +341,18 @@ impl Ledger {
             .map(|row| (row, None))
             .collect();
         let mut to_park = Vec::new();
+        // One copy of an id per batch, the first, before rows split between parking and
+        // posting: two copies on different accounts must not end one parked, one posted.
+        let mut first: HashMap<&str, &TransactionRow> = HashMap::new();
         for (index, tx) in transactions_in {
+            if let Some(kept) = first.get(tx.transaction_id.as_str()) {
+                applied.duplicates += 1;
+                applied
+                    .refused
+                    .extend(conflict(index, kept, tx, "this batch"));
+                continue;
+            }
+            first.insert(&tx.transaction_id, tx);
             let known = self.known_customers.contains(&tx.account_number)
                 || newly_known.contains(&tx.account_number)
                 || existing.contains(&tx.account_number);
@@ -441,6 +452,30 @@ async fn post(
             }
         }
     }
+    // An id parked earlier for an account still without customer is taken: the later copy is a
+    // duplicate (or a conflict), not a second movement. Looked up only when anything is parked.
+    if parked_any(txn).await? {
+        let ids: Vec<String> = unique
+            .iter()
+            .filter(|(_, origin)| origin.is_some())
+            .map(|(r, _)| r.transaction_id.clone())
+            .collect();
+        let parked = stored_movements(txn, "parked_transactions", &ids).await?;
+        if !parked.is_empty() {
+            unique.retain(
+                |(row, origin)| match (origin, parked.get(&row.transaction_id)) {
+                    (Some(index), Some(known)) => {
+                        applied.duplicates += 1;
+                        applied
+                            .refused
+                            .extend(conflict(*index, known, row, "the parking lot"));
+                        false
+                    }
+                    _ => true,
+                },
+            );
+        }
+    }
     let inserted = insert_transactions(txn, &unique).await?;
     let skipped: Vec<&(TransactionRow, Option<usize>)> = unique
         .iter()
@@ -507,6 +542,16 @@ async fn post(
         });
     }
     Ok(())
+}
+
+/// Whether any transaction waits in the parking lot (almost never: a cheap look).
+async fn parked_any(txn: &DatabaseTransaction) -> Result<bool, DbErr> {
+    let stmt = Query::select()
+        .expr(Expr::val(1))
+        .from("parked_transactions")
+        .limit(1)
+        .to_owned();
+    Ok(txn.query_one(&stmt).await?.is_some())
 }
 
 /// The same movement of money: account, direction, amount and currency.
