@@ -10,6 +10,7 @@
 //!   dead-letter;
 //! - [`json`]: events as proto3 JSON, for tools and tests;
 //! - [`money`]: signed amounts in integer cents and their decimal display;
+//! - [`redact`]: URLs without their passwords, for logs and errors;
 //! - [`topics`]: default topic names and the subject naming strategy;
 //! - [`validate`]: the rules protobuf cannot express (positive amounts, UUID ids, ...).
 
@@ -17,6 +18,7 @@ pub mod decode;
 pub mod event;
 pub mod json;
 pub mod money;
+pub mod redact;
 pub mod registry;
 pub mod topics;
 pub mod validate;

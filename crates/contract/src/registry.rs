@@ -81,6 +81,8 @@ impl RegistryError {
 /// A registry client shared by every task of a service (cheap to share behind an `Arc`).
 pub struct Registry {
     url: String,
+    /// `url` without its password, for logs and errors.
+    shown: String,
     config: RegistryConfig,
     http: reqwest::Client,
     settings: SrSettings,
@@ -91,7 +93,9 @@ pub struct Registry {
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry").field("url", &self.url).finish()
+        f.debug_struct("Registry")
+            .field("url", &self.shown)
+            .finish()
     }
 }
 
@@ -104,15 +108,23 @@ impl Registry {
             builder.set_basic_authorization(user, Some(password.expose_secret()));
         }
         let settings = builder.build().map_err(|e| RegistryError::Invalid {
-            detail: format!("cannot build a client for {url}: {}", e.error),
+            detail: format!(
+                "cannot build a client for {}: {}",
+                crate::redact::url(&url),
+                e.error
+            ),
         })?;
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .build()
             .map_err(|e| RegistryError::Invalid {
-                detail: format!("cannot build an HTTP client for {url}: {e}"),
+                detail: format!(
+                    "cannot build an HTTP client for {}: {e}",
+                    crate::redact::url(&url)
+                ),
             })?;
         Ok(Registry {
+            shown: crate::redact::url(&url),
             url,
             config: config.clone(),
             http,
@@ -133,22 +145,22 @@ impl Registry {
             .send()
             .await
             .map_err(|e| RegistryError::Unavailable {
-                url: self.url.clone(),
-                detail: e.without_url().to_string(),
+                url: self.shown.clone(),
+                detail: self.scrub(e.without_url().to_string()),
             })?;
         let status = response.status().as_u16();
         match status {
             200..=299 => Ok(()),
             401 | 403 => Err(RegistryError::Unauthorized {
-                url: self.url.clone(),
+                url: self.shown.clone(),
                 status,
             }),
             500.. | 408 | 429 => Err(RegistryError::Unavailable {
-                url: self.url.clone(),
+                url: self.shown.clone(),
                 detail: format!("GET /subjects answered HTTP {status}"),
             }),
             _ => Err(RegistryError::Misconfigured {
-                url: self.url.clone(),
+                url: self.shown.clone(),
                 detail: format!(
                     "GET /subjects answered HTTP {status}: no Confluent-compatible schema registry \
                      API there (for Apicurio the URL ends in /apis/ccompat/v7)"
@@ -157,8 +169,9 @@ impl Registry {
         }
     }
 
-    pub fn url(&self) -> &str {
-        &self.url
+    /// The registry's URL without its password, for logs.
+    pub fn display_url(&self) -> &str {
+        &self.shown
     }
 
     /// Registers the schema of `E` as the value schema of `topic` and returns its id. Safe to call
@@ -275,14 +288,29 @@ impl Registry {
             })
     }
 
+    /// `text` (a client library's error) without the URL's password, should it quote the URL.
+    fn scrub(&self, text: String) -> String {
+        let text = text.replace(&self.url, &self.shown);
+        match self.url.split_once("://").and_then(|(_, rest)| {
+            let authority = rest.split(['/', '?']).next()?;
+            let (userinfo, _) = authority.rsplit_once('@')?;
+            userinfo
+                .split_once(':')
+                .map(|(_, password)| password.to_owned())
+        }) {
+            Some(password) if !password.is_empty() => text.replace(&password, "***"),
+            _ => text,
+        }
+    }
+
     fn classify(&self, e: &SRCError) -> RegistryError {
-        let detail = match &e.cause {
+        let detail = self.scrub(match &e.cause {
             Some(cause) => format!("{}: {cause}", e.error),
             None => e.error.clone(),
-        };
+        });
         match http_status(e) {
             _ if e.retriable => RegistryError::Unavailable {
-                url: self.url.clone(),
+                url: self.shown.clone(),
                 detail,
             },
             // Anything but "not found" and a refused login pauses and retries: a proxy's 400 or a
@@ -290,13 +318,13 @@ impl Registry {
             // (409 and 422 are the registry's verdict on a schema we register: not transient.)
             Some(status) if !matches!(status, 401 | 403 | 404 | 409 | 422) => {
                 RegistryError::Unavailable {
-                    url: self.url.clone(),
+                    url: self.shown.clone(),
                     detail,
                 }
             }
             Some(404) => RegistryError::NotFound { what: detail },
             Some(status @ (401 | 403)) => RegistryError::Unauthorized {
-                url: self.url.clone(),
+                url: self.shown.clone(),
                 status,
             },
             _ => RegistryError::Invalid { detail },

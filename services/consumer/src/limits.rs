@@ -76,7 +76,7 @@ pub async fn run(args: LimitsArgs) -> anyhow::Result<()> {
         .with_context(|| {
             format!(
                 "registering the LimitAlert schema at {}",
-                schema_registry.url()
+                schema_registry.display_url()
             )
         })?;
     let decoder = Decoder::new(schema_registry.clone());

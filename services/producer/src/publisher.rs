@@ -128,11 +128,21 @@ impl Publisher {
         let customer_schema = registry
             .register::<Customer>(&dest.customers_topic)
             .await
-            .with_context(|| format!("registering the Customer schema at {}", registry.url()))?;
+            .with_context(|| {
+                format!(
+                    "registering the Customer schema at {}",
+                    registry.display_url()
+                )
+            })?;
         let transaction_schema = registry
             .register::<Transaction>(&dest.transactions_topic)
             .await
-            .with_context(|| format!("registering the Transaction schema at {}", registry.url()))?;
+            .with_context(|| {
+                format!(
+                    "registering the Transaction schema at {}",
+                    registry.display_url()
+                )
+            })?;
 
         let base = dest.kafka.client_config()?;
         let customer_partitions = ensure_topic(&base, &dest.customers_topic, layout).await?;

@@ -27,7 +27,7 @@ pub async fn run(args: SampleArgs) -> anyhow::Result<()> {
     tracing::info!(
         customer_schema,
         transaction_schema,
-        registry = registry.url(),
+        registry = registry.display_url(),
         "schemas registered"
     );
 
