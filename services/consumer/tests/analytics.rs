@@ -15,14 +15,6 @@ use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use support::*;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn role(args: &[&str], topics: &Topics, port: u16) -> (Child, Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_consumer"))
         .args(args)

@@ -8,14 +8,6 @@ use std::time::Duration;
 
 use support::*;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn instance(topics: &Topics, database_url: &str, port: u16) -> Child {
     let log = std::env::temp_dir().join(format!("{}-{port}.tuples", topics.group));
     let mut args = ledger_args(topics, database_url, &log, &["--batch-size", "200"]);

@@ -73,14 +73,6 @@ struct Instance {
     log: std::path::PathBuf,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn start(topics: &Topics, database_url: &str, name: &str) -> Instance {
     let port = free_port();
     let log = std::env::temp_dir().join(format!("{}.{name}.stderr", topics.group));

@@ -62,11 +62,7 @@ async fn planted_secrets_never_reach_logs_help_metrics_or_http() {
     let properties = dir.join("kafka.properties");
     std::fs::write(&properties, format!("sasl.password={SASL_FILE}\n")).unwrap();
     let registry = registry_url().replacen("://", &format!("://u:{REGISTRY_URL_SECRET}@"), 1);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let args = |registry: &str| -> Vec<String> {
         let mut args = ledger_args(&topics, &database_url, &dir.join("tuples"), &[]);
         let at = args.iter().position(|a| a == "127.0.0.1:0").unwrap();
