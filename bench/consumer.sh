@@ -8,12 +8,16 @@
 # 4. COPY the persisted rows into an empty copy of the transactions table (same columns,
 #    primary key, indexes and foreign key to customers): the physical limit of this machine
 #    for the same table. Also without the foreign key, the bare bulk-load ceiling.
+# 5. Large records: LARGE transactions with 8 KiB descriptions (BENCH_LARGE, default 100,000)
+#    through the same ledger; its peak RSS must stay within 20% of step 2's (the byte budget
+#    of batches and of records in flight, --max-batch-bytes, is what bounds it).
 # Prints rows/s for each, the ratios, the consumer's peak RSS, and the CPU seconds spent by
 # the consumer and by PostgreSQL (what limits it). Targets: >= 100,000 rows/s, >= 30% of COPY.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 N="${BENCH_RECORDS:-1000000}"
+LARGE="${BENCH_LARGE:-100000}"
 ACCOUNTS="${BENCH_ACCOUNTS:-10000}"
 # Unset: the consumer's own defaults (--batch-size, --writers), as users run it.
 BATCH="${BENCH_BATCH:-}"
@@ -47,27 +51,32 @@ cpu_seconds() {
   awk -v t="$total" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", t / hz }'
 }
 
-# ledger_run NAME EXTRA_FLAGS...: times one ledger run into a fresh database; prints rows/s.
+# ledger_run NAME EXTRA_FLAGS...: times one ledger run of $count transactions from the topics
+# $topics.* into a fresh database; prints rows/s, keeps the peak RSS (KiB) in $work/NAME.rss.
+topics="$run"
+count="$N"
 ledger_run() {
   local name="$1"; shift
+  local N="$count"
   local db="${run}_${name}"
   psql_bank -c "CREATE DATABASE $db"
   local pg_before; pg_before="$(cpu_seconds $(pgrep -x postgres))"
   local start; start="$(date +%s.%N)"
   ./target/release/consumer ledger -b "$BOOTSTRAP" -s "$REGISTRY" \
-    -t "$run.transactions" --customers-topic "$run.customers" -g "$db" \
+    -t "$topics.transactions" --customers-topic "$topics.customers" -g "$db" \
     --database-url "$PG/$db" --http-addr 127.0.0.1:0 "${tuning[@]}" "$@" \
     >"$work/$name.out" 2>"$work/$name.err" &
   local pid=$!
   local deadline=$((SECONDS + 900)) committed=0
   while ((committed < N)); do
     sleep 0.2
-    committed="$("$poll_psql" "$PG/$db?sslmode=disable" -qAtX -c "SELECT COALESCE(SUM(next_offset), 0) FROM consumer_offsets WHERE topic = '$run.transactions'" 2>/dev/null || echo 0)"
+    committed="$("$poll_psql" "$PG/$db?sslmode=disable" -qAtX -c "SELECT COALESCE(SUM(next_offset), 0) FROM consumer_offsets WHERE topic = '$topics.transactions'" 2>/dev/null || echo 0)"
     ((SECONDS < deadline)) || { echo "timed out at $committed of $N" >&2; kill "$pid"; return 1; }
     kill -0 "$pid" 2>/dev/null || { echo "ledger exited early" >&2; cat "$work/$name.err" >&2; return 1; }
   done
   local end; end="$(date +%s.%N)"
   local rss; rss="$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")"
+  echo "$rss" >"$work/$name.rss"
   local consumer_cpu; consumer_cpu="$(cpu_seconds "$pid")"
   local pg_after; pg_after="$(cpu_seconds $(pgrep -x postgres))"
   kill -TERM "$pid"; wait "$pid" || true
@@ -105,7 +114,18 @@ printf '%-26s %9.0f rows/s\n' "COPY (same table)" "$copy_rate"
 copy_bare_rate="$(copy_run copy_bare no)"
 printf '%-26s %9.0f rows/s\n' "COPY (no foreign key)" "$copy_bare_rate"
 
+echo "== large records: $LARGE transactions with 8 KiB descriptions, tuple log on"
+./target/release/producer generate -b "$BOOTSTRAP" -s "$REGISTRY" \
+  -t "$run-large.transactions" --customers-topic "$run-large.customers" --branches 3 \
+  --customers "$ACCOUNTS" --count "$LARGE" --seed 4 --description-bytes 8192 --silent 2>&1 | grep -E '^(throughput|summary)'
+topics="$run-large" count="$LARGE" ledger_run "ledger_8k_descriptions" --tuple-log "$work/tuples-large.log"
+ordinary_rss="$(cat "$work/ledger_tuple_log.rss")"
+large_rss="$(cat "$work/ledger_8k_descriptions.rss")"
+
 echo
+awk -v o="$ordinary_rss" -v l="$large_rss" 'BEGIN {
+  printf "peak RSS, 8 KiB descriptions %4d MiB vs %d MiB with ordinary ones: %+.1f%% (target: within 20%%)\n", l / 1024, o / 1024, 100 * (l - o) / o
+}'
 awk -v a="$with_log" -v b="$without_log" -v c="$copy_rate" -v d="$copy_bare_rate" 'BEGIN {
   printf "ledger (tuple log on)      %9.0f rows/s   %5.1f%% of COPY   (targets: >= 100000 rows/s, >= 30%%)\n", a, 100 * a / c
   printf "ledger (tuple log off)     %9.0f rows/s   %5.1f%% of COPY   tuple log costs %.1f%%\n", b, 100 * b / c, 100 * (1 - a / b)

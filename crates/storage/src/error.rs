@@ -37,6 +37,10 @@ pub enum ApplyError {
     /// duplicates). Nothing was written: dead-letter them, then apply the rest again.
     #[error("{} row(s) refused for good", .0.len())]
     Refused(Vec<Refusal>),
+    /// Another writer changed what this write was computed from (a role's counted ids): compute
+    /// it again and retry.
+    #[error("contended: {0}")]
+    Contended(String),
 }
 
 /// One event of a batch the ledger will never apply, and why.
@@ -75,6 +79,7 @@ impl ApplyError {
                 false
             }
             ApplyError::Database { source } => classify(source) == Disposition::Retry,
+            ApplyError::Contended(_) => true,
         }
     }
 
@@ -102,6 +107,7 @@ impl ApplyError {
                 message: format!("the balance of {account} would overflow"),
             }),
             ApplyError::Database { source } => Some(classify(source)),
+            ApplyError::Contended(_) => Some(Disposition::Retry),
         }
     }
 

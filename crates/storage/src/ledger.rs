@@ -1061,7 +1061,7 @@ async fn move_balances(
 /// [`ApplyError::Fenced`] if the database holds anything else (compare-and-set). Under
 /// PostgreSQL's READ COMMITTED a concurrent writer of the same partition waits on the row lock
 /// and then re-checks the condition, so exactly one of two racing shares wins.
-async fn advance_offsets(
+pub(crate) async fn advance_offsets(
     txn: &DatabaseTransaction,
     group: &str,
     offsets: &BTreeMap<(String, i32), OffsetSpan>,

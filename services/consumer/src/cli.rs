@@ -124,7 +124,7 @@ pub struct LedgerArgs {
 pub struct SummaryArgs {
     #[command(flatten)]
     pub source: Source,
-    /// Consumer group (used for lag monitoring; the role reads from the beginning at start).
+    /// Consumer group; its checkpoint (state and offsets) is kept under this name.
     #[arg(
         short = 'g',
         long = "group",
@@ -132,6 +132,17 @@ pub struct SummaryArgs {
         default_value = "bank-summary"
     )]
     pub group: String,
+    /// Where the summary checkpoints its state with its offsets: sqlite://FILE (embedded, the
+    /// default) or postgres://USER:PASSWORD@HOST/DB (may be the ledger's database).
+    #[arg(
+        id = "database_url",
+        value_name = "URL",
+        long = "database-url",
+        env = "DATABASE_URL",
+        default_value = "sqlite://summary.db",
+        hide_env_values = true
+    )]
+    pub database_url: String,
     /// Print the summary every N transactions (1: after each one).
     #[arg(long, env = "SUMMARY_EVERY", default_value_t = 1)]
     pub every: u64,
@@ -147,7 +158,7 @@ pub struct SummaryArgs {
 pub struct LimitsArgs {
     #[command(flatten)]
     pub source: Source,
-    /// Consumer group (used for lag monitoring; the role reads from the beginning at start).
+    /// Consumer group; its checkpoint (balances and offsets) is kept under this name.
     #[arg(
         short = 'g',
         long = "group",
@@ -155,6 +166,17 @@ pub struct LimitsArgs {
         default_value = "bank-limits"
     )]
     pub group: String,
+    /// Where the watcher checkpoints its state with its offsets: sqlite://FILE (embedded, the
+    /// default) or postgres://USER:PASSWORD@HOST/DB (may be the ledger's database).
+    #[arg(
+        id = "database_url",
+        value_name = "URL",
+        long = "database-url",
+        env = "DATABASE_URL",
+        default_value = "sqlite://limits.db",
+        hide_env_values = true
+    )]
+    pub database_url: String,
     /// The limit, in currency units: an account is in breach at or below it (e.g. -5000.00).
     #[arg(long, env = "OVERDRAFT_LIMIT", allow_hyphen_values = true)]
     pub limit: String,

@@ -5,16 +5,13 @@
 //! parse config -> build clients (database, registry, Kafka, HTTP) -> run the pipeline until a
 //! signal -> commit what is held, leave the group, stop the HTTP server.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use bank_contract::pb::TransactionKind;
 use bank_runtime::shutdown::Stop;
-use bank_storage::ledger::{
-    Applied, Batch, CustomerRow, Ledger, TransactionRow, load_offsets, parked_count,
-};
+use bank_storage::ledger::{Applied, Batch, CustomerRow, Ledger, TransactionRow, parked_count};
 use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseConnection, DbBackend};
 
@@ -22,7 +19,8 @@ use crate::cli::LedgerArgs;
 use crate::health::Health;
 use crate::metrics::{Metrics, TopicLabel};
 use crate::pipeline::{Decoded, Sink, WriteError};
-use crate::source::{OffsetStore, Subscription};
+use crate::source::Subscription;
+use crate::stored_offsets::DatabaseOffsets;
 use crate::tuple_log::TupleLog;
 
 pub async fn run(args: LedgerArgs) -> anyhow::Result<()> {
@@ -92,11 +90,7 @@ impl Application {
         let args = &self.args;
         self.stop.on_signal();
         let source_args = &args.source;
-        let offsets = Box::new(DatabaseOffsets {
-            db: self.db.clone(),
-            group: args.group.clone(),
-            runtime: tokio::runtime::Handle::current(),
-        });
+        let offsets = Box::new(DatabaseOffsets::new(self.db.clone(), &args.group));
         let tuples = Arc::new(Mutex::new(TupleLog::open(if args.no_tuple_log {
             None
         } else {
@@ -145,29 +139,6 @@ impl Application {
         self.db.close().await?;
         tracing::info!("ledger stopped");
         Ok(())
-    }
-}
-
-/// Offsets for assignments come from the ledger database.
-struct DatabaseOffsets {
-    db: DatabaseConnection,
-    group: String,
-    runtime: tokio::runtime::Handle,
-}
-
-impl OffsetStore for DatabaseOffsets {
-    fn load(&self, partitions: &[(String, i32)]) -> anyhow::Result<HashMap<(String, i32), i64>> {
-        crate::fault::offsets_failure_point()?;
-        // Runs on the Kafka polling thread, outside the runtime, so blocking here is allowed.
-        self.runtime.block_on(async {
-            tokio::time::timeout(
-                Duration::from_secs(10),
-                load_offsets(&self.db, &self.group, partitions),
-            )
-            .await
-            .context("timed out reading offsets")?
-            .context("reading offsets")
-        })
     }
 }
 

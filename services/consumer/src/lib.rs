@@ -3,15 +3,17 @@
 //!
 //! - [`ledger`]: the exactly-once ledger (the heart of the project);
 //! - [`summary`]: running statistics ([`statistics`]); [`limits`]: the overdraft watcher
-//!   ([`overdraft`]); both replay the topic at start and skip repeats ([`seen`]);
+//!   ([`overdraft`]); both hold their state per partition and checkpoint it with its offsets
+//!   ([`checkpoint`]);
 //! - [`role`]: what every role shares once its sink is built;
 //! - [`dump`]: decoded events on stdout; [`migrate`]: the database schema alone;
 //!   [`reconcile`]: the ledger against a producer manifest;
-//! - shared by every role: [`source`] (the Kafka thread), [`pipeline`] (batching, decoding,
+//! - shared by every role: [`source`] (the Kafka thread), [`stored_offsets`], [`pipeline`] (batching, decoding,
 //!   dead letters, retries), [`dead_letter`], [`http`], [`health`], [`metrics`];
 //! - [`tuple_log`]: the `(account_number, sum(amount))` lines;
 //! - [`fault`]: fault injection for the failure-policy tests (debug builds only).
 
+pub mod checkpoint;
 pub mod cli;
 pub mod dead_letter;
 pub mod dump;
@@ -26,9 +28,9 @@ pub mod overdraft;
 pub mod pipeline;
 pub mod reconcile;
 pub mod role;
-pub mod seen;
 pub mod source;
 pub mod statistics;
+pub mod stored_offsets;
 pub mod summary;
 pub mod tuple_log;
 

@@ -1,15 +1,21 @@
 //! `consumer limits --limit -5000.00`: the overdraft-limit watcher. Tracks every account's
-//! balance over all transactions (replaying the topic from the beginning at every start, like
-//! the summary), keeps the set of accounts at or below the limit, and raises one `LimitAlert`
-//! per crossing: logged at WARN and produced to `bank.alerts`.
+//! balance over all transactions, keeps the set of accounts at or below the limit, and raises one
+//! `LimitAlert` per crossing: logged at WARN and produced to `bank.alerts`.
+//!
+//! State: the balances of each partition's accounts (an account's transactions share a
+//! partition: key = account), checkpointed with the partition's offset after every batch (see
+//! [`crate::checkpoint`]), so a restart resumes from the checkpoint instead of replaying the
+//! topic; memory grows with accounts, not transactions. A batch's alerts are confirmed by Kafka
+//! before its checkpoint is written.
 //!
 //! Not repeating alerts after a restart: every alert records where its crossing transaction was
 //! read (`source_partition`, `source_offset`). At start the watcher reads the alerts topic to its
-//! end and remembers the highest position reported per partition; while it replays, crossings at
-//! or before those positions are recomputed (the state needs them) but not sent again. An alert
-//! whose delivery was not confirmed before a crash is sent again: at least once, never zero.
+//! end and remembers the highest position reported per partition; crossings at or before those
+//! positions (alerts sent just before a crash that lost their batch's checkpoint) are recomputed
+//! but not sent again. An alert whose delivery was not confirmed is sent again: at least once,
+//! never zero.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,6 +23,7 @@ use anyhow::Context;
 use axum::routing::get;
 use bank_contract::pb::{LimitAlert, LimitAlertKind};
 use bank_contract::{Decoder, Event, Registry, money, wire};
+use bank_storage::checkpoint::StateEntry;
 use futures::future::try_join_all;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -28,10 +35,11 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde::Serialize;
 
+use crate::checkpoint::{Book, PartitionState};
 use crate::cli::LimitsArgs;
-use crate::overdraft::{Crossing, LimitWatcher};
-use crate::pipeline::{Decoded, Sink};
-use crate::seen::SeenTransactions;
+use crate::overdraft::{Crossing, step};
+use crate::pipeline::{Decoded, Sink, WriteError};
+use crate::source::PartitionKey;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AlertLabel {
@@ -54,10 +62,11 @@ pub struct Breach {
 pub async fn run(args: LimitsArgs) -> anyhow::Result<()> {
     let limit_cents =
         money::parse_cents(&args.limit).map_err(|e| anyhow::anyhow!("--limit: {e}"))?;
-    let mut replay = crate::role::Replay::new();
+    let book: Book<Balances> = Book::open(&args.database_url, &args.group).await?;
+    let mut frame = crate::role::Analytics::new();
     let breaches_gauge: Gauge = Gauge::default();
     let alerts_counter: Family<AlertLabel, Counter> = Family::default();
-    let bank = replay.registry.sub_registry_with_prefix("bank");
+    let bank = frame.registry.sub_registry_with_prefix("bank");
     bank.register(
         "limit_breaches",
         "Accounts at or below the limit",
@@ -104,9 +113,11 @@ pub async fn run(args: LimitsArgs) -> anyhow::Result<()> {
 
     let mut producer_config = bank_runtime::kafka::idempotent_producer_config(&args.source.kafka)?;
     producer_config.set("message.timeout.ms", "30000");
+    let offsets = Box::new(book.offsets());
     let sink = LimitsSink {
-        watcher: LimitWatcher::new(limit_cents),
-        seen: SeenTransactions::default(),
+        breached: breaches(&book, limit_cents),
+        book,
+        limit_cents,
         reported,
         pending: Vec::new(),
         producer: producer_config
@@ -118,9 +129,45 @@ pub async fn run(args: LimitsArgs) -> anyhow::Result<()> {
         breaches_gauge,
         alerts_counter,
     };
-    replay
-        .run(args.source, args.group, args.http_addr, routes, sink)
+    sink.publish();
+    frame
+        .run(
+            args.source,
+            args.group,
+            args.http_addr,
+            routes,
+            offsets,
+            sink,
+        )
         .await
+}
+
+/// Accounts of every held partition at or below the limit.
+fn breaches(book: &Book<Balances>, limit_cents: i64) -> BTreeMap<String, i64> {
+    book.states()
+        .flat_map(|(_, part)| part.0.iter())
+        .filter(|(_, cents)| **cents <= limit_cents)
+        .map(|(account, cents)| (account.clone(), *cents))
+        .collect()
+}
+
+/// The balance of every account of one partition, in cents.
+#[derive(Debug, Default)]
+struct Balances(HashMap<String, i64>);
+
+impl PartitionState for Balances {
+    fn restore(entries: Vec<(String, String)>) -> anyhow::Result<Self> {
+        entries
+            .into_iter()
+            .map(|(account, cents)| {
+                let cents = cents
+                    .parse()
+                    .with_context(|| format!("balance of {account}: {cents:?}"))?;
+                Ok((account, cents))
+            })
+            .collect::<anyhow::Result<_>>()
+            .map(Balances)
+    }
 }
 
 /// Reads the alerts topic to its end: the highest source offset already reported, per
@@ -186,10 +233,12 @@ async fn reported_positions(
 }
 
 struct LimitsSink {
-    watcher: LimitWatcher,
-    seen: SeenTransactions,
+    book: Book<Balances>,
+    limit_cents: i64,
+    /// Accounts of every held partition at or below the limit, as of the last committed batch.
+    breached: BTreeMap<String, i64>,
     reported: HashMap<u32, i64>,
-    /// Alerts computed but not yet acknowledged by Kafka (kept across retries of a batch).
+    /// Alerts of the batch being applied, not yet acknowledged by Kafka.
     pending: Vec<LimitAlert>,
     producer: FutureProducer,
     alerts_topic: String,
@@ -200,52 +249,110 @@ struct LimitsSink {
 }
 
 impl Sink for LimitsSink {
-    async fn apply(&mut self, batch: &Decoded) -> Result<(), crate::pipeline::WriteError> {
-        Ok(self.apply_batch(batch).await?)
+    async fn apply(&mut self, batch: &Decoded) -> Result<(), WriteError> {
+        let prepared = self.book.prepare(batch).await?;
+        if prepared.loaded {
+            self.breached = breaches(&self.book, self.limit_cents);
+        }
+        // Balances after this batch, of the accounts it touched, computed on copies.
+        let mut touched: HashMap<PartitionKey, HashMap<String, i64>> = HashMap::new();
+        self.pending.clear();
+        for ((tx, position), fresh) in batch.transactions.iter().zip(&prepared.fresh) {
+            let Some(signed) = money::signed_amount_cents(tx).filter(|_| *fresh) else {
+                continue;
+            };
+            let key = (position.topic.clone(), position.partition);
+            let before = touched
+                .get(&key)
+                .and_then(|part| part.get(&tx.account_number))
+                .or_else(|| self.book.state(&key)?.0.get(&tx.account_number))
+                .copied();
+            let Some((after, crossing)) = step(self.limit_cents, before, signed) else {
+                tracing::warn!(
+                    account = tx.account_number,
+                    signed_cents = signed,
+                    "skipping a transaction that would overflow the balance"
+                );
+                continue;
+            };
+            touched
+                .entry(key)
+                .or_default()
+                .insert(tx.account_number.clone(), after);
+            if let Some(crossing) = crossing {
+                self.alert(tx, position, crossing, after);
+            }
+        }
+        self.send_pending().await?;
+        let entries = touched
+            .iter()
+            .flat_map(|((topic, partition), part)| {
+                part.iter().map(|(account, cents)| StateEntry {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    key: account.clone(),
+                    value: cents.to_string(),
+                })
+            })
+            .collect();
+        self.book.commit(batch, prepared.counted, entries).await?;
+        for (key, part) in touched {
+            let Some(held) = self.book.state_mut(&key) else {
+                continue;
+            };
+            for (account, cents) in part {
+                if cents <= self.limit_cents {
+                    self.breached.insert(account.clone(), cents);
+                } else {
+                    self.breached.remove(&account);
+                }
+                held.0.insert(account, cents);
+            }
+        }
+        self.publish();
+        Ok(())
     }
 }
 
 impl LimitsSink {
-    async fn apply_batch(&mut self, batch: &Decoded) -> anyhow::Result<()> {
-        for (tx, position) in &batch.transactions {
-            if !self.seen.first_time(&tx.transaction_id) {
-                continue;
-            }
-            let Some(signed) = money::signed_amount_cents(tx) else {
-                continue;
-            };
-            let Some((crossing, balance)) = self.watcher.apply(&tx.account_number, signed) else {
-                continue;
-            };
-            let partition = position.partition as u32;
-            if self
-                .reported
-                .get(&partition)
-                .is_some_and(|mark| position.offset <= *mark)
-            {
-                continue; // reported before a restart
-            }
-            self.pending.push(LimitAlert {
-                account_number: tx.account_number.clone(),
-                kind: match crossing {
-                    Crossing::Breached => LimitAlertKind::Breached,
-                    Crossing::Recovered => LimitAlertKind::Recovered,
-                } as i32,
-                balance_cents: balance,
-                limit_cents: self.watcher.limit_cents(),
-                transaction_id: tx.transaction_id.clone(),
-                occurred_at: tx.transaction_datetime,
-                source_partition: partition,
-                source_offset: position.offset,
-            });
+    /// Queues the alert of a crossing, unless it was reported before a restart.
+    fn alert(
+        &mut self,
+        tx: &bank_contract::pb::Transaction,
+        position: &crate::pipeline::Position,
+        crossing: Crossing,
+        balance: i64,
+    ) {
+        let partition = position.partition as u32;
+        if self
+            .reported
+            .get(&partition)
+            .is_some_and(|mark| position.offset <= *mark)
+        {
+            return;
         }
-        self.send_pending().await?;
-        let breaches = self.watcher.breaches();
-        self.breaches_gauge.set(breaches.len() as i64);
+        self.pending.push(LimitAlert {
+            account_number: tx.account_number.clone(),
+            kind: match crossing {
+                Crossing::Breached => LimitAlertKind::Breached,
+                Crossing::Recovered => LimitAlertKind::Recovered,
+            } as i32,
+            balance_cents: balance,
+            limit_cents: self.limit_cents,
+            transaction_id: tx.transaction_id.clone(),
+            occurred_at: tx.transaction_datetime,
+            source_partition: partition,
+            source_offset: position.offset,
+        });
+    }
+
+    fn publish(&self) {
+        self.breaches_gauge.set(self.breached.len() as i64);
         self.published
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .accounts = breaches
+            .accounts = self
+            .breached
             .iter()
             .map(|(account, cents)| Breach {
                 account_number: account.clone(),
@@ -253,7 +360,6 @@ impl LimitsSink {
                 balance_cents: *cents,
             })
             .collect();
-        Ok(())
     }
 }
 

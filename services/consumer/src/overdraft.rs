@@ -2,94 +2,78 @@
 //! Crossing downwards raises one alert, crossing back above raises one recovery; staying on one
 //! side raises nothing. Plain Rust, no I/O.
 
-use std::collections::{BTreeMap, HashMap};
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Crossing {
     Breached,
     Recovered,
 }
 
-#[derive(Debug, Clone)]
-pub struct LimitWatcher {
+/// Applies a signed amount to an account's balance (`None`: not seen before); returns the new
+/// balance and the crossing it caused, or `None` if the balance would leave 64 bits (the ledger
+/// refuses such a transaction as balance-overflow, so it moves nothing here either).
+pub fn step(
     limit_cents: i64,
-    balances: HashMap<String, i64>,
-    breached: BTreeMap<String, i64>,
-}
-
-impl LimitWatcher {
-    /// `limit_cents`: e.g. `-500_000` for a 5,000.00 overdraft limit.
-    pub fn new(limit_cents: i64) -> Self {
-        LimitWatcher {
-            limit_cents,
-            balances: HashMap::new(),
-            breached: BTreeMap::new(),
-        }
-    }
-
-    pub fn limit_cents(&self) -> i64 {
-        self.limit_cents
-    }
-
-    /// Applies a signed amount to `account`; returns the crossing it caused, with the new balance.
-    pub fn apply(&mut self, account: &str, signed_cents: i64) -> Option<(Crossing, i64)> {
-        // An account not seen before has no position relative to the limit yet: its first
-        // transaction crosses if it lands at or below it (matters for positive limits).
-        let before = self.balances.get(account).copied();
-        // Checked: a transaction that would take the balance outside 64 bits is refused by the
-        // ledger (dead-lettered as balance-overflow), so it moves nothing here either.
-        let Some(after) = before.unwrap_or(0).checked_add(signed_cents) else {
-            tracing::warn!(
-                account,
-                signed_cents,
-                "skipping a transaction that would overflow the balance"
-            );
-            return None;
-        };
-        self.balances.insert(account.to_owned(), after);
-        let was_in = before.is_some_and(|b| b <= self.limit_cents);
-        let is_in = after <= self.limit_cents;
-        if is_in {
-            self.breached.insert(account.to_owned(), after);
-        } else {
-            self.breached.remove(account);
-        }
-        match (was_in, is_in) {
-            (false, true) => Some((Crossing::Breached, after)),
-            (true, false) => Some((Crossing::Recovered, after)),
-            _ => None,
-        }
-    }
-
-    /// Accounts currently at or below the limit, with their balances.
-    pub fn breaches(&self) -> &BTreeMap<String, i64> {
-        &self.breached
-    }
+    before: Option<i64>,
+    signed_cents: i64,
+) -> Option<(i64, Option<Crossing>)> {
+    let after = before.unwrap_or(0).checked_add(signed_cents)?;
+    // An account not seen before has no position relative to the limit yet: its first
+    // transaction crosses if it lands at or below it (matters for positive limits).
+    let was_in = before.is_some_and(|b| b <= limit_cents);
+    let is_in = after <= limit_cents;
+    let crossing = match (was_in, is_in) {
+        (false, true) => Some(Crossing::Breached),
+        (true, false) => Some(Crossing::Recovered),
+        _ => None,
+    };
+    Some((after, crossing))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
+
+    /// Balances of several accounts, stepped one transaction at a time.
+    struct Accounts {
+        limit: i64,
+        balances: HashMap<&'static str, i64>,
+    }
+
+    impl Accounts {
+        fn new(limit: i64) -> Self {
+            Accounts {
+                limit,
+                balances: HashMap::new(),
+            }
+        }
+
+        fn apply(&mut self, account: &'static str, signed: i64) -> Option<(Crossing, i64)> {
+            let before = self.balances.get(account).copied();
+            let (after, crossing) = step(self.limit, before, signed)?;
+            self.balances.insert(account, after);
+            crossing.map(|c| (c, after))
+        }
+    }
 
     #[test]
     fn an_overflowing_transaction_moves_nothing() {
-        let mut watcher = LimitWatcher::new(0);
-        assert_eq!(watcher.apply("A", i64::MAX - 1), None);
         assert_eq!(
-            watcher.apply("A", 2),
+            step(0, Some(i64::MAX - 1), 2),
             None,
             "refused, not wrapped to a breach"
         );
-        assert!(watcher.breaches().is_empty());
-        assert_eq!(
-            watcher.apply("A", -i64::MAX),
-            Some((Crossing::Breached, -1))
-        );
+        assert_eq!(step(0, Some(i64::MIN), -1), None);
+        let mut w = Accounts::new(0);
+        assert_eq!(w.apply("A", i64::MAX - 1), None);
+        assert_eq!(w.apply("A", 2), None);
+        assert_eq!(w.balances["A"], i64::MAX - 1);
+        assert_eq!(w.apply("A", -i64::MAX), Some((Crossing::Breached, -1)));
     }
 
     #[test]
     fn down_stay_recover_down_again() {
-        let mut w = LimitWatcher::new(-5_000);
+        let mut w = Accounts::new(-5_000);
         assert_eq!(w.apply("A", -4_000), None, "above the limit");
         assert_eq!(
             w.apply("A", -1_000),
@@ -97,9 +81,8 @@ mod tests {
             "at the limit is a breach"
         );
         assert_eq!(w.apply("A", -10), None, "staying in breach: no repeat");
-        assert_eq!(w.breaches().get("A"), Some(&-5_010));
+        assert_eq!(w.balances["A"], -5_010);
         assert_eq!(w.apply("A", 6_000), Some((Crossing::Recovered, 990)));
-        assert!(w.breaches().is_empty());
         assert_eq!(w.apply("A", 500), None);
         assert_eq!(w.apply("A", -7_000), Some((Crossing::Breached, -5_510)));
         assert_eq!(w.apply("B", 100), None, "accounts are independent");
@@ -107,7 +90,7 @@ mod tests {
 
     #[test]
     fn a_positive_limit_works_too() {
-        let mut w = LimitWatcher::new(1_000);
+        let mut w = Accounts::new(1_000);
         assert_eq!(
             w.apply("A", 500),
             Some((Crossing::Breached, 500)),

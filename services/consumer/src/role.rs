@@ -88,40 +88,26 @@ pub async fn consume<S: Sink + 'static>(role: Consumption<S>) -> anyhow::Result<
     }
 }
 
-/// Offsets for roles that rebuild their state from the whole topic at every start.
-pub struct FromBeginning;
-
-impl OffsetStore for FromBeginning {
-    fn load(
-        &self,
-        partitions: &[(String, i32)],
-    ) -> anyhow::Result<std::collections::HashMap<(String, i32), i64>> {
-        // Offset 0 or, once retention has deleted it, the earliest offset still there
-        // (auto.offset.reset=earliest).
-        Ok(partitions.iter().map(|p| (p.clone(), 0)).collect())
-    }
-}
-
-/// The frame of the replaying analytics roles (summary, limits): no database (so readiness
-/// never waits for one), the transactions topic read from the beginning, and an HTTP endpoint
-/// with the role's own JSON route beside /healthz, /readyz and /metrics.
-pub struct Replay {
+/// The frame of the analytics roles (summary, limits): the transactions topic, resumed from the
+/// role's checkpoint (see [`crate::checkpoint`]), one writer, and an HTTP endpoint with the
+/// role's own JSON route beside /healthz, /readyz and /metrics.
+pub struct Analytics {
     pub registry: prometheus_client::registry::Registry,
     pub metrics: Metrics,
     health: Arc<Health>,
     stop: Stop,
 }
 
-impl Replay {
-    /// Stops on SIGINT/SIGTERM; register role metrics in `registry` before [`Replay::run`].
-    pub fn new() -> Replay {
+impl Analytics {
+    /// Stops on SIGINT/SIGTERM; register role metrics in `registry` before [`Analytics::run`].
+    pub fn new() -> Analytics {
         let stop = Stop::new();
         stop.on_signal();
         let health = Arc::new(Health::default());
         health.set_database(true);
         let mut registry = prometheus_client::registry::Registry::default();
         let metrics = Metrics::register(&mut registry);
-        Replay {
+        Analytics {
             registry,
             metrics,
             health,
@@ -129,14 +115,15 @@ impl Replay {
         }
     }
 
-    /// Serves HTTP on `http_addr` and feeds every transaction, from the beginning, to `sink`
-    /// until stopped.
+    /// Serves HTTP on `http_addr` and feeds the transactions, from the stored `offsets` on, to
+    /// `sink` until stopped.
     pub async fn run<S: Sink + 'static>(
         self,
         source: Source,
         group: String,
         http_addr: std::net::SocketAddr,
         routes: axum::Router,
+        offsets: Box<dyn OffsetStore>,
         sink: S,
     ) -> anyhow::Result<()> {
         let (_, server) = crate::http::bind(
@@ -158,7 +145,7 @@ impl Replay {
             },
             source,
             group,
-            offsets: Box::new(FromBeginning),
+            offsets,
             // One writer: the role's state spans every partition.
             sinks: vec![sink],
             batch_size: 5_000,
@@ -174,8 +161,8 @@ impl Replay {
     }
 }
 
-impl Default for Replay {
+impl Default for Analytics {
     fn default() -> Self {
-        Replay::new()
+        Analytics::new()
     }
 }

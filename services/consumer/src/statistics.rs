@@ -38,6 +38,61 @@ impl RunningStats {
         }
     }
 
+    /// The statistics of two disjoint sets of values together (Chan, Golub and LeVeque's
+    /// pairwise update), so per-partition states combine into one summary.
+    pub fn merge(&self, other: &RunningStats) -> RunningStats {
+        if other.count == 0 {
+            return *self;
+        }
+        if self.count == 0 {
+            return *other;
+        }
+        let count = self.count + other.count;
+        let (a, b, n) = (self.count as f64, other.count as f64, count as f64);
+        let delta = other.mean - self.mean;
+        RunningStats {
+            count,
+            sum_cents: self.sum_cents + other.sum_cents,
+            mean: self.mean + delta * b / n,
+            m2: self.m2 + other.m2 + delta * delta * a * b / n,
+        }
+    }
+
+    /// The state as stored in a checkpoint: JSON, the exact sum as a decimal string (it may
+    /// exceed what JSON readers take as a number).
+    pub fn encode(&self) -> serde_json::Value {
+        serde_json::json!({
+            "count": self.count,
+            "sum_cents": self.sum_cents.to_string(),
+            "mean": self.mean,
+            "m2": self.m2,
+        })
+    }
+
+    pub fn decode(value: &serde_json::Value) -> anyhow::Result<RunningStats> {
+        let field = |name: &str| {
+            value
+                .get(name)
+                .ok_or_else(|| anyhow::anyhow!("missing {name:?}"))
+        };
+        let float = |name: &str| -> anyhow::Result<f64> {
+            field(name)?
+                .as_f64()
+                .ok_or_else(|| anyhow::anyhow!("{name:?} is not a number"))
+        };
+        Ok(RunningStats {
+            count: field("count")?
+                .as_u64()
+                .ok_or_else(|| anyhow::anyhow!("\"count\" is not a count"))?,
+            sum_cents: field("sum_cents")?
+                .as_str()
+                .ok_or_else(|| anyhow::anyhow!("\"sum_cents\" is not a string"))?
+                .parse()?,
+            mean: float("mean")?,
+            m2: float("m2")?,
+        })
+    }
+
     /// Population standard deviation in cents.
     pub fn stddev_cents(&self) -> f64 {
         if self.count == 0 {
@@ -116,6 +171,43 @@ mod tests {
             "{}",
             stats.stddev_cents()
         );
+    }
+
+    #[test]
+    fn merged_parts_equal_the_whole() {
+        let mut seed = 7;
+        let values: Vec<i64> = (0..10_000)
+            .map(|_| (lcg(&mut seed) % 900_000) as i64 + 1)
+            .collect();
+        let mut whole = RunningStats::default();
+        values.iter().for_each(|v| whole.push(*v));
+        let mut merged = RunningStats::default();
+        for part in values.chunks(1_234) {
+            let mut stats = RunningStats::default();
+            part.iter().for_each(|v| stats.push(*v));
+            merged = merged.merge(&stats);
+        }
+        assert_eq!(merged.count(), whole.count());
+        assert_eq!(merged.sum_cents, whole.sum_cents);
+        assert!((merged.stddev_cents() - whole.stddev_cents()).abs() < 1e-6 * whole.stddev_cents());
+        assert_eq!(RunningStats::default().merge(&whole), whole);
+    }
+
+    #[test]
+    fn a_checkpoint_round_trips() {
+        let mut stats = RunningStats::default();
+        for cents in [1, 99_999_999_999_999, 42] {
+            stats.push(cents);
+        }
+        let stored = serde_json::to_string(&stats.encode()).unwrap();
+        let back = RunningStats::decode(&serde_json::from_str(&stored).unwrap()).unwrap();
+        assert_eq!(back.count(), 3);
+        assert_eq!(back.sum_cents, stats.sum_cents);
+        assert_eq!(
+            format_units(back.stddev_cents()),
+            format_units(stats.stddev_cents())
+        );
+        assert!(RunningStats::decode(&serde_json::json!({"count": 1})).is_err());
     }
 
     #[test]

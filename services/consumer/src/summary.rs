@@ -1,25 +1,29 @@
 //! `consumer summary`: a running statistical summary of every transaction the system has seen:
 //! count, mean and population standard deviation of deposits and of withdrawals.
 //!
-//! State choice: the role reads the transactions topic from the beginning at every start and
-//! keeps its state in memory. It needs no database, so it can run beside any ledger (or none),
-//! and Kafka is already the system of record; replaying a million transactions takes seconds.
-//! Its consumer group only serves lag monitoring. Run one instance: each instance summarises the
-//! partitions it owns.
+//! State: per partition, the accumulators of both kinds, checkpointed with the partition's offset
+//! after every batch (see [`crate::checkpoint`]; SQLite file by default, or PostgreSQL), so a
+//! restart resumes where it stopped instead of replaying the topic, and memory does not grow
+//! with the number of transactions. A transaction id is counted once, whichever partition or
+//! batch repeats it. The printed summary combines the partitions this instance has read: run one
+//! instance per group for the bank-wide figures.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use bank_contract::pb::TransactionKind;
+use bank_storage::checkpoint::StateEntry;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use serde::Serialize;
 
+use crate::checkpoint::{Book, PartitionState};
 use crate::cli::SummaryArgs;
-use crate::pipeline::{Decoded, Sink};
-use crate::seen::SeenTransactions;
+use crate::pipeline::{Decoded, Sink, WriteError};
+use crate::source::PartitionKey;
 use crate::statistics::{RunningStats, format_units};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -71,11 +75,12 @@ impl std::fmt::Display for Snapshot {
 }
 
 pub async fn run(args: SummaryArgs) -> anyhow::Result<()> {
-    let mut replay = crate::role::Replay::new();
+    let book: Book<Totals> = Book::open(&args.database_url, &args.group).await?;
+    let mut frame = crate::role::Analytics::new();
     let count: Family<KindLabel, Gauge> = Family::default();
     let mean: Family<KindLabel, FloatGauge> = Family::default();
     let stddev: Family<KindLabel, FloatGauge> = Family::default();
-    let summary = replay.registry.sub_registry_with_prefix("bank_summary");
+    let summary = frame.registry.sub_registry_with_prefix("bank_summary");
     summary.register("count", "Transactions summarised, by kind", count.clone());
     summary.register(
         "mean",
@@ -99,10 +104,10 @@ pub async fn run(args: SummaryArgs) -> anyhow::Result<()> {
         )
     };
 
+    let offsets = Box::new(book.offsets());
     let sink = SummarySink {
-        deposits: RunningStats::default(),
-        withdrawals: RunningStats::default(),
-        seen: SeenTransactions::default(),
+        total: Totals::of(&book),
+        book,
         every: args.every.max(1),
         every_ms: args.every_ms.map(Duration::from_millis),
         since_print: 0,
@@ -110,15 +115,84 @@ pub async fn run(args: SummaryArgs) -> anyhow::Result<()> {
         snapshot,
         gauges: (count, mean, stddev),
     };
-    replay
-        .run(args.source, args.group, args.http_addr, routes, sink)
+    sink.publish(&[])?;
+    frame
+        .run(
+            args.source,
+            args.group,
+            args.http_addr,
+            routes,
+            offsets,
+            sink,
+        )
         .await
 }
 
-struct SummarySink {
+/// The accumulators of one partition (or, combined, of several).
+#[derive(Debug, Clone, Copy, Default)]
+struct Totals {
     deposits: RunningStats,
     withdrawals: RunningStats,
-    seen: SeenTransactions,
+}
+
+/// The one key of a partition's stored state.
+const TOTALS_KEY: &str = "totals";
+
+impl Totals {
+    fn push(&mut self, kind: TransactionKind, cents: i64) -> bool {
+        match kind {
+            TransactionKind::Deposit => self.deposits.push(cents),
+            TransactionKind::Withdrawal => self.withdrawals.push(cents),
+            _ => return false,
+        }
+        true
+    }
+
+    /// Every held partition combined.
+    fn of(book: &Book<Totals>) -> Totals {
+        book.states()
+            .fold(Totals::default(), |all, (_, part)| all.merge(part))
+    }
+
+    fn merge(&self, other: &Totals) -> Totals {
+        Totals {
+            deposits: self.deposits.merge(&other.deposits),
+            withdrawals: self.withdrawals.merge(&other.withdrawals),
+        }
+    }
+
+    fn encode(&self) -> String {
+        serde_json::json!({
+            "deposits": self.deposits.encode(),
+            "withdrawals": self.withdrawals.encode(),
+        })
+        .to_string()
+    }
+}
+
+impl PartitionState for Totals {
+    fn restore(entries: Vec<(String, String)>) -> anyhow::Result<Self> {
+        let Some((_, value)) = entries.into_iter().find(|(key, _)| key == TOTALS_KEY) else {
+            return Ok(Totals::default());
+        };
+        let value: serde_json::Value = serde_json::from_str(&value)?;
+        let kind = |name: &str| {
+            value
+                .get(name)
+                .ok_or_else(|| anyhow::anyhow!("missing {name:?}"))
+                .and_then(RunningStats::decode)
+        };
+        Ok(Totals {
+            deposits: kind("deposits")?,
+            withdrawals: kind("withdrawals")?,
+        })
+    }
+}
+
+struct SummarySink {
+    book: Book<Totals>,
+    /// Every held partition combined, as of the last committed batch.
+    total: Totals,
     every: u64,
     every_ms: Option<Duration>,
     since_print: u64,
@@ -132,10 +206,10 @@ struct SummarySink {
 }
 
 impl SummarySink {
-    fn current(&self) -> Snapshot {
+    fn current(total: &Totals) -> Snapshot {
         Snapshot {
-            deposits: KindSummary::of(&self.deposits),
-            withdrawals: KindSummary::of(&self.withdrawals),
+            deposits: KindSummary::of(&total.deposits),
+            withdrawals: KindSummary::of(&total.withdrawals),
         }
     }
 
@@ -148,37 +222,70 @@ impl SummarySink {
 }
 
 impl Sink for SummarySink {
-    async fn apply(&mut self, batch: &Decoded) -> Result<(), crate::pipeline::WriteError> {
-        Ok(self.apply_batch(batch).await?)
-    }
-}
-
-impl SummarySink {
-    async fn apply_batch(&mut self, batch: &Decoded) -> anyhow::Result<()> {
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        for (tx, _) in &batch.transactions {
-            if !self.seen.first_time(&tx.transaction_id) {
+    async fn apply(&mut self, batch: &Decoded) -> Result<(), WriteError> {
+        let prepared = self.book.prepare(batch).await?;
+        if prepared.loaded {
+            self.total = Totals::of(&self.book);
+        }
+        // Computed on copies; printed and kept only once the checkpoint is committed.
+        let mut parts: HashMap<PartitionKey, Totals> = HashMap::new();
+        let mut total = self.total;
+        let mut lines = Vec::new();
+        for ((tx, position), fresh) in batch.transactions.iter().zip(&prepared.fresh) {
+            let Ok(kind) = TransactionKind::try_from(tx.kind) else {
+                continue;
+            };
+            if !fresh {
                 continue;
             }
-            match TransactionKind::try_from(tx.kind) {
-                Ok(TransactionKind::Deposit) => self.deposits.push(tx.amount_cents),
-                Ok(TransactionKind::Withdrawal) => self.withdrawals.push(tx.amount_cents),
-                _ => continue,
+            let key = (position.topic.clone(), position.partition);
+            let part = parts
+                .entry(key)
+                .or_insert_with_key(|key| self.book.state(key).copied().unwrap_or_default());
+            if !part.push(kind, tx.amount_cents) {
+                continue;
             }
+            total.push(kind, tx.amount_cents);
             self.since_print += 1;
             if self.due() {
-                writeln!(out, "{}", self.current())?;
+                lines.push(Self::current(&total).to_string());
                 self.since_print = 0;
                 self.last_print = Instant::now();
             }
         }
+        let entries = parts
+            .iter()
+            .map(|((topic, partition), part)| StateEntry {
+                topic: topic.clone(),
+                partition: *partition,
+                key: TOTALS_KEY.to_owned(),
+                value: part.encode(),
+            })
+            .collect();
+        self.book.commit(batch, prepared.counted, entries).await?;
+        for (key, part) in parts {
+            if let Some(held) = self.book.state_mut(&key) {
+                *held = part;
+            }
+        }
+        self.total = total;
+        self.publish(&lines)?;
+        Ok(())
+    }
+}
+
+impl SummarySink {
+    fn publish(&self, lines: &[String]) -> anyhow::Result<()> {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        for line in lines {
+            writeln!(out, "{line}")?;
+        }
         out.flush()?;
-        let current = self.current();
         let (count, mean, stddev) = &self.gauges;
         for (kind, stats) in [
-            ("deposit", &self.deposits),
-            ("withdrawal", &self.withdrawals),
+            ("deposit", &self.total.deposits),
+            ("withdrawal", &self.total.withdrawals),
         ] {
             let label = KindLabel {
                 kind: kind.to_owned(),
@@ -189,7 +296,7 @@ impl SummarySink {
                 .get_or_create(&label)
                 .set(stats.stddev_cents() / 100.0);
         }
-        *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = current;
+        *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Self::current(&self.total);
         Ok(())
     }
 }

@@ -1,6 +1,8 @@
 //! The analytics roles against the real stack: a scripted sequence with known statistics and
 //! known crossings (down, stay, recover, down again) gives exactly the expected summary lines and
-//! exactly the expected alerts on the alerts topic; a restarted watcher repeats none.
+//! exactly the expected alerts on the alerts topic. Both roles resume from their checkpoint after
+//! a kill -9: the restarted summary continues the figures without replaying, the restarted
+//! watcher knows its breaches before any new transaction and repeats no alert.
 
 mod support;
 
@@ -54,8 +56,8 @@ const SCRIPT: [(&str, i64); 6] = [
     ("Y", 1_000),
 ];
 
-/// The expected line after each transaction, computed the naive two-pass way.
-fn expected_lines() -> Vec<String> {
+/// The expected line after each transaction of `script`, computed the naive two-pass way.
+fn expected_lines(script: &[(&str, i64)]) -> Vec<String> {
     let stats = |values: &[i64]| {
         if values.is_empty() {
             return (0, "0.00".to_owned(), "0.00".to_owned());
@@ -73,14 +75,14 @@ fn expected_lines() -> Vec<String> {
             format!("{:.2}", var.sqrt() / 100.0),
         )
     };
-    (1..=SCRIPT.len())
+    (1..=script.len())
         .map(|upto| {
-            let deposits: Vec<i64> = SCRIPT[..upto]
+            let deposits: Vec<i64> = script[..upto]
                 .iter()
                 .filter(|(_, c)| *c > 0)
                 .map(|(_, c)| *c)
                 .collect();
-            let withdrawals: Vec<i64> = SCRIPT[..upto]
+            let withdrawals: Vec<i64> = script[..upto]
                 .iter()
                 .filter(|(_, c)| *c < 0)
                 .map(|(_, c)| -c)
@@ -172,11 +174,15 @@ async fn scripted_sequence_gives_exact_summaries_and_alerts() {
     raw.transaction(&again).await;
 
     let summary_port = free_port();
-    let (mut summary, lines) = role(
-        &["summary", "-g", &format!("{}-summary", topics.group)],
-        &topics,
-        summary_port,
-    );
+    let summary_db = fresh_postgres("analytics_summary").await;
+    let summary_args = [
+        "summary",
+        "-g",
+        &format!("{}-summary", topics.group),
+        "--database-url",
+        &summary_db,
+    ];
+    let (mut summary, lines) = role(&summary_args, &topics, summary_port);
     let mut seen = Vec::new();
     for _ in 0..SCRIPT.len() {
         seen.push(
@@ -185,7 +191,7 @@ async fn scripted_sequence_gives_exact_summaries_and_alerts() {
                 .expect("a summary line per transaction"),
         );
     }
-    assert_eq!(seen, expected_lines());
+    assert_eq!(seen, expected_lines(&SCRIPT));
     assert_eq!(
         seen.last().unwrap(),
         "deposits count=3 mean=43.33 sd=40.28 | withdrawals count=3 mean=56.67 sd=36.59"
@@ -200,15 +206,29 @@ async fn scripted_sequence_gives_exact_summaries_and_alerts() {
         body.contains("\"count\":3") && body.contains("\"stddev\":\"40.28\""),
         "{body}"
     );
-    summary.kill().unwrap();
-    summary.wait().unwrap();
+    terminate(&mut summary);
 
+    // Restarted, it resumes from its checkpoint: the next line covers all seven transactions,
+    // and none of the six is printed (or counted) again.
+    let (mut summary, lines) = role(&summary_args, &topics, summary_port);
+    raw.transaction(&transaction("Y", 2_500)).await;
+    let next = lines
+        .recv_timeout(Duration::from_secs(60))
+        .expect("a line for the new transaction");
+    let mut longer = SCRIPT.to_vec();
+    longer.push(("Y", 2_500));
+    assert_eq!(&next, expected_lines(&longer).last().unwrap());
+    terminate(&mut summary);
+
+    let limits_db = fresh_sqlite("analytics_limits");
     let limits_args = [
         "limits",
         "--limit",
         "-50.00",
         "--alerts-topic",
         alerts_topic.as_str(),
+        "--database-url",
+        limits_db.as_str(),
         "-g",
     ];
     let group = format!("{}-limits", topics.group);
@@ -269,7 +289,8 @@ async fn scripted_sequence_gives_exact_summaries_and_alerts() {
         "{breaches}"
     );
 
-    // A restart replays everything and repeats nothing; a new crossing is reported once.
+    // Restarted, it knows the breach from its checkpoint and repeats nothing; a new crossing is
+    // reported once.
     limits.kill().unwrap();
     limits.wait().unwrap();
     let (mut limits, _) = role(
@@ -287,6 +308,13 @@ async fn scripted_sequence_gives_exact_summaries_and_alerts() {
         },
     )
     .await;
+    let breaches = reqwest::get(format!("http://127.0.0.1:{port}/breaches"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(breaches.contains("\"balance\":\"-50.00\""), "{breaches}");
     let recover = transaction("X", 6_000);
     raw.transaction(&recover).await;
     let alerts = read_alerts(&alerts_topic, 4).await;

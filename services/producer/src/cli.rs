@@ -93,6 +93,10 @@ pub struct GenerateArgs {
     /// ISO 4217 currency of the generated amounts.
     #[arg(long, env = "CURRENCY", default_value = "USD")]
     pub currency: String,
+    /// Pad every transaction's description to this many bytes (for benchmarks of large
+    /// records; the contract allows up to 16384).
+    #[arg(long = "description-bytes", env = "DESCRIPTION_BYTES", default_value_t = 0, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=16_384))]
+    pub description_bytes: usize,
     /// Do not print a line per event.
     #[arg(long, env = "SILENT")]
     pub silent: bool,
@@ -118,6 +122,7 @@ impl GenerateArgs {
                 None => chrono::Utc::now(),
             }),
             currency: self.currency.clone(),
+            description_bytes: self.description_bytes,
         }
     }
 

@@ -19,6 +19,8 @@ pub struct GeneratorConfig {
     /// Time of the first transaction; later ones follow at random gaps of 1 s to 2 min.
     pub start: DateTime<Utc>,
     pub currency: String,
+    /// Pad each description to at least this many bytes (benchmarks of large records).
+    pub description_bytes: usize,
 }
 
 const DEPOSIT_DESCRIPTIONS: &[&str] = &[
@@ -42,6 +44,7 @@ pub struct Generator {
     rng: ChaCha8Rng,
     customers: Vec<Customer>,
     currency: String,
+    description_bytes: usize,
     next_sequence: u64,
     clock: DateTime<Utc>,
 }
@@ -74,6 +77,7 @@ impl Generator {
             rng,
             customers,
             currency: config.currency.clone(),
+            description_bytes: config.description_bytes,
             next_sequence: 1,
             clock: config.start,
         }
@@ -115,9 +119,19 @@ impl Generator {
             amount_cents,
             currency: self.currency.clone(),
             branch_id: customer.branch_id,
-            description: description.to_owned(),
+            description: padded(description, self.description_bytes),
         }
     }
+}
+
+/// `text`, then ` .` repeated up to `bytes` (ASCII, so any cut is a character boundary).
+fn padded(text: &str, bytes: usize) -> String {
+    let mut out = String::with_capacity(bytes.max(text.len()));
+    out.push_str(text);
+    while out.len() < bytes {
+        out.push_str(if out.len().is_multiple_of(2) { " " } else { "." });
+    }
+    out
 }
 
 /// Account numbers are stable across runs: the n-th customer is always `ACC-<n+1, 6 digits>`.
@@ -139,6 +153,7 @@ mod tests {
 
     fn config(seed: u64) -> GeneratorConfig {
         GeneratorConfig {
+            description_bytes: 0,
             customers: 20,
             branches: 3,
             seed,

@@ -6,6 +6,7 @@ use sea_orm_migration::{MigrationTrait, MigratorTrait};
 mod m0001_ledger;
 mod m0002_binary_keys;
 mod m0003_customer_versions;
+mod m0004_role_checkpoints;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_ledger::Migration),
             Box::new(m0002_binary_keys::Migration),
             Box::new(m0003_customer_versions::Migration),
+            Box::new(m0004_role_checkpoints::Migration),
         ]
     }
 }

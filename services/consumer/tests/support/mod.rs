@@ -611,3 +611,24 @@ pub async fn read_dead_letters(topics: &Topics, count: usize) -> Vec<Letter> {
     letters.sort();
     letters
 }
+
+/// SIGTERM, then waits (bounded) for the process to exit; a clean stop exits 0.
+pub fn terminate(child: &mut std::process::Child) {
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(sent.success(), "SIGTERM sent");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the child") {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "stopped within 60 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "a SIGTERM ends with exit 0: {status}");
+}
