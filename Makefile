@@ -159,7 +159,7 @@ k8s-apply:
 	kubectl --context '$(KUBE_CONTEXT)' -n $(K8S_NAMESPACE) rollout status statefulset/postgres --timeout=$(ROLLOUT_TIMEOUT)
 	kubectl --context '$(KUBE_CONTEXT)' -n $(K8S_NAMESPACE) rollout status deployment/schema-registry --timeout=$(ROLLOUT_TIMEOUT)
 	kubectl --context '$(KUBE_CONTEXT)' -n $(K8S_NAMESPACE) wait --for=condition=complete job/create-topics --timeout=$(ROLLOUT_TIMEOUT)
-	for role in ledger summary limits; do \
+	for role in ledger summary limits grafana; do \
 	  kubectl --context '$(KUBE_CONTEXT)' -n $(K8S_NAMESPACE) rollout status "deployment/$$role" --timeout=$(ROLLOUT_TIMEOUT); \
 	done
 	kubectl --context '$(KUBE_CONTEXT)' -n $(K8S_NAMESPACE) wait --for=condition=complete job/producer --timeout=$(ROLLOUT_TIMEOUT)

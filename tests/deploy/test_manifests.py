@@ -11,9 +11,12 @@ Kubernetes overlays (k8s/overlays/*) is checked against the binary it runs:
   Dockerfile's EXPOSE are the port of its HTTP_ADDR.
 
 Plus the invariants that tie the files together: topics created with as many partitions as the
-producer has branches, the database password in one place, the Dockerfile's targets, user and
-build command, the restricted Pod Security Standard, and (when the package is installed)
-every rendered object against the Kubernetes schemas of kubernetes-validate.
+producer has branches, each database password in one place, the Dockerfile's targets, user and
+build command, the restricted Pod Security Standard, least privilege (no client connects as the
+PostgreSQL superuser: the ledger as bank_ledger, Grafana as the read-only bank_reader and with
+anonymous access off; passwords only in Secrets and compose/.env), and (when the package is
+installed) every rendered object against the Kubernetes schemas of kubernetes-validate. The
+roles' init script itself runs against a real PostgreSQL in test_postgres_roles.py.
 
 Binaries: $PRODUCER_BIN and $CONSUMER_BIN (default $CARGO_TARGET_DIR/$CARGO_PROFILE_DIR, i.e.
 target/debug; build them first). Kubernetes
@@ -27,6 +30,7 @@ from __future__ import annotations
 import base64
 import fnmatch
 import functools
+import json
 import os
 import re
 import shlex
@@ -533,6 +537,7 @@ def test_compose_topics_are_created_with_the_producers_branches():
 
 
 def test_compose_passwords_are_never_inline():
+    example = parse_env_file(COMPOSE_FILE.parent / ".env.example")
     for name, service in compose()["services"].items():
         environment = service.get("environment") or {}
         for key, value in environment.items():
@@ -541,16 +546,219 @@ def test_compose_passwords_are_never_inline():
                 assert text.startswith("${"), (
                     f"compose service {name}: {key} is inline; use compose/.env"
                 )
+            if key.endswith("_PASSWORD_FILE"):
+                assert text.startswith("/run/secrets/"), f"compose service {name}: {key}={text}"
             if key == "DATABASE_URL":
-                assert re.match(r"postgres(ql)?://[^:/@]+:\$\{POSTGRES_PASSWORD[:?}]", text), (
-                    f"compose service {name}: DATABASE_URL must use ${{POSTGRES_PASSWORD}}"
+                assert re.match(r"postgres(ql)?://[^:/@]+:\$\{[A-Z_]+_PASSWORD[:?}]", text), (
+                    f"compose service {name}: DATABASE_URL must take its password from compose/.env"
                 )
+    # Every secret comes from a variable of compose/.env, which .env.example documents.
+    for secret, source in compose()["secrets"].items():
+        assert set(source) == {"environment"}, f"compose secret {secret}: {source}"
+        assert source["environment"] in example, (
+            f"compose secret {secret}: compose/.env.example must document {source['environment']}"
+        )
+    # The placeholders of .env.example appear in no deployment file (nothing was pasted in).
+    placeholders = {v for k, v in example.items() if "PASSWORD" in k}
+    assert placeholders and all(placeholders)
+    for path in deployment_files():
+        text = path.read_text()
+        for value in placeholders:
+            assert value not in text, f"{path.relative_to(ROOT)} contains the password {value!r}"
+
+
+def deployment_files() -> list[Path]:
+    """The files compose and kustomize read (k8s dev Secrets excepted: see kustomization.yaml)."""
+    files = [COMPOSE_FILE, PROMETHEUS_FILE, INIT_SCRIPT]
+    files += sorted((COMPOSE_FILE.parent / "grafana").rglob("*.y*ml"))
+    files += sorted((ROOT / "k8s").rglob("*.y*ml"))
+    files += sorted((ROOT / "k8s").rglob("*.json"))
+    return [f for f in files if f != ROOT / "k8s" / "base" / "kustomization.yaml"]
+
+
+# --------------------------------------------------------------------------------------------
+# Database roles and Grafana (least privilege), compose and Kubernetes alike.
+#
+# k8s/base/postgres-initdb/10-bankstream-roles.sh creates the roles (tested against a real
+# PostgreSQL in test_postgres_roles.py); here: every deployment uses them as intended.
+
+INIT_SCRIPT = ROOT / "k8s" / "base" / "postgres-initdb" / "10-bankstream-roles.sh"
+LEDGER_ROLE = "bank_ledger"
+READER_ROLE = "bank_reader"
+DATABASE = "bank"
+
+
+@functools.cache
+def script_roles() -> dict[str, str]:
+    """Role -> the attributes the init script gives it (ALTER ROLE name WITH ...)."""
+    text = INIT_SCRIPT.read_text()
+    roles = dict(re.findall(r"ALTER ROLE (\w+) WITH ([^;]*?)\s+PASSWORD\b", text, re.DOTALL))
+    return {role: " ".join(attributes.split()) for role, attributes in roles.items()}
+
+
+def test_init_script_roles_are_least_privilege():
+    roles = script_roles()
+    assert set(roles) == {LEDGER_ROLE, READER_ROLE}, roles
+    for role, attributes in roles.items():
+        words = set(attributes.split())
+        assert {
+            "LOGIN",
+            "NOSUPERUSER",
+            "NOCREATEDB",
+            "NOCREATEROLE",
+            "NOREPLICATION",
+            "NOBYPASSRLS",
+        } <= words, f"{role}: {attributes}"
+    text = INIT_SCRIPT.read_text()
+    assert f'ALTER DATABASE :"database" OWNER TO {LEDGER_ROLE};' in text
+    assert f"ALTER SCHEMA public OWNER TO {LEDGER_ROLE};" in text
+    assert (
+        f"ALTER DEFAULT PRIVILEGES FOR ROLE {LEDGER_ROLE} IN SCHEMA public GRANT SELECT ON TABLES "
+        f"TO {READER_ROLE};" in text
+    )
+    grants = re.findall(rf"GRANT (.+?) TO {READER_ROLE};", text)
+    assert grants and all(g.split()[0] in ("CONNECT", "USAGE", "SELECT") for g in grants), grants
+    assert f"ALTER ROLE {READER_ROLE} SET default_transaction_read_only = on;" in text
+    # Passwords only as psql variables from the environment, never a literal.
+    assert not re.search(r"PASSWORD\s+'", text), "a password literal in the init script"
+    assert re.findall(r"PASSWORD (\S+);", text) == [":'ledger_password'", ":'reader_password'"]
+    assert os.access(INIT_SCRIPT, os.X_OK), "compose bind-mounts the script: keep it executable"
+
+
+def url_user(url: str) -> str:
+    """The user of a postgres:// URL, also one whose password is a ${...} interpolation."""
+    match = re.match(r"postgres(?:ql)?://([^:/@]+)[:@]", url)
+    assert match, f"no user in the database URL {url.split(':', 1)[0]}://..."
+    return match.group(1)
+
+
+def interpolation_variable(text: str) -> str:
+    match = re.fullmatch(r"\$\{([A-Z_][A-Z0-9_]*)(?:[:?-].*)?\}", text, re.DOTALL)
+    assert match, f"not a ${{VARIABLE}} interpolation: {text!r}"
+    return match.group(1)
+
+
+def grafana_datasource(path: Path, uid: str = "bankstream-postgres") -> dict:
+    for source in load_yaml(path)["datasources"]:
+        if source.get("uid") == uid:
+            return source
+    raise AssertionError(f"{path.relative_to(ROOT)}: no data source {uid}")
+
+
+def test_compose_no_service_connects_as_the_superuser():
+    services = compose()["services"]
+    postgres = services["postgres"]
+    env = postgres["environment"]
+    superuser = env.get("POSTGRES_USER", "postgres")
+    assert superuser not in script_roles(), f"POSTGRES_USER={superuser} is a service role"
+    assert env["POSTGRES_DB"] == DATABASE
+    assert env["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_admin_password"
+    # The superuser's password reaches the postgres container only.
+    for name, service in services.items():
+        has_admin_secret = "postgres_admin_password" in (service.get("secrets") or [])
+        assert has_admin_secret == (name == "postgres"), (
+            f"compose service {name}: the superuser's secret is for the postgres container only"
+        )
+    users = {}
+    for container in compose_containers():
+        url = container.env.get("DATABASE_URL")
+        if url and url.startswith("postgres"):
+            users[container.id] = url_user(url)
+    users["grafana data source"] = grafana_datasource(GRAFANA_DATASOURCES)["user"]
+    for who, user in users.items():
+        assert user != superuser and user in script_roles(), (
+            f"{who} connects as {user!r}: a role of the init script, never the superuser"
+        )
+    # pg_isready sends no password, but keep the superuser's name out of the checks too.
+    test = postgres["healthcheck"]["test"]
+    assert test[:2] == ["CMD", "pg_isready"] and test[test.index("-U") + 1] == LEDGER_ROLE
+    assert test[test.index("-h") + 1] == "127.0.0.1", "over TCP, so it waits for the init scripts"
+
+
+def test_compose_ledger_connects_as_bank_ledger():
+    ledgers = [c for c in compose_containers() if c.subcommand == "ledger"]
+    assert ledgers
+    for ledger in ledgers:
+        url = ledger.env["DATABASE_URL"]
+        assert re.fullmatch(
+            rf"postgres://{LEDGER_ROLE}:\$\{{LEDGER_DB_PASSWORD:\?[^}}]*\}}"
+            rf"@postgres:5432/{DATABASE}",
+            url,
+        ), f"{ledger.id}: DATABASE_URL={url}"
+    # The same password reaches the init script as the secret ledger_db_password.
+    assert compose()["secrets"]["ledger_db_password"] == {"environment": "LEDGER_DB_PASSWORD"}
+
+
+def test_compose_postgres_runs_the_roles_script_with_secret_files():
     postgres = compose()["services"]["postgres"]
-    assert postgres["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
-    assert "postgres_password" in postgres["secrets"]
-    assert compose()["secrets"]["postgres_password"] == {"environment": "POSTGRES_PASSWORD"}
-    example = parse_env_file(COMPOSE_FILE.parent / ".env.example")
-    assert "POSTGRES_PASSWORD" in example, "compose/.env.example must document POSTGRES_PASSWORD"
+    volumes = postgres["volumes"]
+    assert "../k8s/base/postgres-initdb:/docker-entrypoint-initdb.d:ro" in volumes, volumes
+    assert (COMPOSE_FILE.parent / "../k8s/base/postgres-initdb").resolve() == INIT_SCRIPT.parent
+    env = postgres["environment"]
+    secrets = compose()["secrets"]
+    for variable, secret, source in (
+        ("BANK_LEDGER_PASSWORD_FILE", "ledger_db_password", "LEDGER_DB_PASSWORD"),
+        ("BANK_READER_PASSWORD_FILE", "reader_db_password", "READER_DB_PASSWORD"),
+        ("POSTGRES_PASSWORD_FILE", "postgres_admin_password", "POSTGRES_ADMIN_PASSWORD"),
+    ):
+        assert env[variable] == f"/run/secrets/{secret}", f"postgres: {variable}"
+        assert secret in postgres["secrets"]
+        assert secrets[secret] == {"environment": source}
+        if not variable.startswith("POSTGRES_"):  # the image's own; the others the script's
+            assert f"bankstream_secret {variable.removesuffix('_FILE')}" in INIT_SCRIPT.read_text()
+    assert not any(k for k in env if k.endswith("_PASSWORD")), "passwords as files only"
+    # Three roles, three secrets.
+    assert len({secrets[s]["environment"] for s in postgres["secrets"]}) == 3
+
+
+def test_compose_grafana_reads_as_bank_reader_and_admits_no_anonymous_users():
+    grafana = compose()["services"]["grafana"]
+    env = {k: str(v) for k, v in grafana["environment"].items()}
+    assert env.get("GF_AUTH_ANONYMOUS_ENABLED") == "false", "anonymous access must be off"
+    assert "GF_AUTH_ANONYMOUS_ORG_ROLE" not in env
+    assert env.get("GF_USERS_ALLOW_SIGN_UP") == "false"
+    assert interpolation_variable(env["GF_SECURITY_ADMIN_PASSWORD"]) == "GRAFANA_ADMIN_PASSWORD"
+    source = grafana_datasource(GRAFANA_DATASOURCES)
+    assert source["user"] == READER_ROLE
+    assert source["jsonData"]["database"] == DATABASE
+    assert source["url"].split(":")[0] in compose()["services"]
+    assert source["secureJsonData"]["password"] == "$__file{/run/secrets/reader_db_password}"
+    assert grafana["secrets"] == ["reader_db_password"], "Grafana gets the read-only password only"
+    assert compose()["secrets"]["reader_db_password"] == {"environment": "READER_DB_PASSWORD"}
+
+
+GRAFANA_DATASOURCES = (
+    COMPOSE_FILE.parent / "grafana" / "provisioning" / "datasources" / "bankstream.yml"
+)
+K8S_GRAFANA = ROOT / "k8s" / "base" / "grafana"
+
+
+def test_kubernetes_dashboard_panels_are_the_compose_ones():
+    """k8s has no Prometheus: its dashboard keeps the PostgreSQL panels, unchanged but for place."""
+    compose_dashboard = json.loads(
+        (COMPOSE_FILE.parent / "grafana/dashboards/bankstream.json").read_text()
+    )
+    k8s_dashboard = json.loads((K8S_GRAFANA / "dashboards" / "bankstream.json").read_text())
+    by_title = {p["title"]: p for p in compose_dashboard["panels"]}
+    sql_panels = {t for t, p in by_title.items() if p["datasource"]["uid"] == "bankstream-postgres"}
+    titles = {p["title"] for p in k8s_dashboard["panels"]}
+    assert sql_panels <= titles, f"the k8s dashboard lacks {sql_panels - titles}"
+    for panel in k8s_dashboard["panels"]:
+        assert panel["datasource"]["uid"] == "bankstream-postgres", panel["title"]
+        if panel["title"] in by_title:
+            assert without_place(panel) == without_place(by_title[panel["title"]]), (
+                f"panel {panel['title']} drifted"
+            )
+    assert k8s_dashboard["uid"] == compose_dashboard["uid"]
+    k8s_providers = load_yaml(K8S_GRAFANA / "dashboards" / "bankstream.yml")["providers"]
+    compose_providers = load_yaml(
+        COMPOSE_FILE.parent / "grafana" / "provisioning" / "dashboards" / "bankstream.yml"
+    )["providers"]
+    assert k8s_providers == compose_providers
+
+
+def without_place(panel: dict) -> dict:
+    return {k: v for k, v in panel.items() if k not in ("gridPos", "id")}
 
 
 def test_every_prometheus_target_is_a_compose_service():
@@ -657,6 +865,8 @@ def test_kubernetes_manifests_render(overlay):
         ("PodDisruptionBudget", "ledger"),
         ("Job", "producer"),
         ("Job", "create-topics"),
+        ("Deployment", "grafana"),
+        ("Service", "grafana"),
     ]:
         assert expected in kinds, f"{overlay}: {expected} missing from the rendered manifests"
     for doc in docs:
@@ -675,25 +885,218 @@ def test_kubernetes_local_images(overlay):
         assert c.raw.get("imagePullPolicy") == "IfNotPresent", f"{c.id}: imagePullPolicy"
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_kubernetes_database_password_is_consistent(overlay):
-    docs = rendered(overlay)
-    secrets = [d for d in docs if d["kind"] == "Secret" and "DATABASE_URL" in secret_data(d)]
-    assert len(secrets) == 1
-    data = secret_data(secrets[0])
-    url = urlsplit(data["DATABASE_URL"])
-    assert url.password == data["POSTGRES_PASSWORD"], "DATABASE_URL and POSTGRES_PASSWORD disagree"
-    assert url.username == "bank" and url.path == "/bank"
-    postgres = by_kind_name(docs, "Service", url.hostname)
-    assert url.port in [p["port"] for p in postgres["spec"]["ports"]]
+def by_prefix(docs: list[dict], kind: str, name: str) -> dict:
+    """A generated object (kustomize appends a hash to the name) or a plain one."""
+    found = [
+        d
+        for d in docs
+        if d["kind"] == kind
+        and re.fullmatch(rf"{re.escape(name)}(-[a-z0-9]{{10}})?", d["metadata"]["name"])
+    ]
+    assert len(found) == 1, f"{kind} {name}: {len(found)} objects"
+    return found[0]
+
+
+def env_entries(container: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in container.get("env") or []}
+
+
+def mounted_secret_file(
+    docs: list[dict], spec: dict, container: dict, path: str
+) -> tuple[str, str]:
+    """(Secret name, key) mounted at `path` in the container: a secret or projected volume."""
+    volumes = {v["name"]: v for v in spec.get("volumes") or []}
+    for mount in container.get("volumeMounts") or []:
+        prefix = mount["mountPath"].rstrip("/") + "/"
+        if not path.startswith(prefix):
+            continue
+        relative = path[len(prefix) :]
+        volume = volumes[mount["name"]]
+        sources = []
+        if "secret" in volume:
+            sources = [{"secret": {"name": volume["secret"]["secretName"], **volume["secret"]}}]
+        elif "projected" in volume:
+            sources = volume["projected"]["sources"]
+        for source in sources:
+            secret = source.get("secret")
+            if not secret:
+                continue
+            for item in secret.get("items") or []:
+                if item["path"] == relative:
+                    by_kind_name(docs, "Secret", secret["name"])  # it exists
+                    return secret["name"], item["key"]
+    raise AssertionError(f"{container['name']}: no Secret key mounted at {path}")
+
+
+def k8s_postgres(docs: list[dict]) -> tuple[dict, dict]:
     statefulset = by_kind_name(docs, "StatefulSet", "postgres")
-    env = {e["name"]: e for e in pod_spec(statefulset)["containers"][0]["env"]}
-    assert (
-        env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"]
-        == secrets[0]["metadata"]["name"]
+    spec = pod_spec(statefulset)
+    return spec, spec["containers"][0]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_kubernetes_database_passwords_are_consistent(overlay):
+    docs = rendered(overlay)
+    spec, postgres = k8s_postgres(docs)
+    env = env_entries(postgres)
+    ledger_secret = by_prefix(docs, "Secret", "bankstream-ledger-db")
+    data = secret_data(ledger_secret)
+    url = urlsplit(data["DATABASE_URL"])
+    assert url.password == data["PASSWORD"], (
+        "DATABASE_URL and PASSWORD of the ledger's Secret disagree"
     )
-    assert env["POSTGRES_USER"]["value"] == url.username
-    assert env["POSTGRES_DB"]["value"] == url.path.lstrip("/")
+    assert url.username == LEDGER_ROLE and url.path == f"/{DATABASE}"
+    service = by_kind_name(docs, "Service", url.hostname)
+    assert url.port in [p["port"] for p in service["spec"]["ports"]]
+    assert env["POSTGRES_DB"]["value"] == DATABASE
+    # The init script reads each role's password from the Secret the role's client uses.
+    passwords = {}
+    for variable, secret, role in (
+        ("BANK_LEDGER_PASSWORD_FILE", "bankstream-ledger-db", LEDGER_ROLE),
+        ("BANK_READER_PASSWORD_FILE", "bankstream-reader-db", READER_ROLE),
+    ):
+        name, key = mounted_secret_file(docs, spec, postgres, env[variable]["value"])
+        assert name == by_prefix(docs, "Secret", secret)["metadata"]["name"] and key == "PASSWORD"
+        passwords[role] = secret_data(by_kind_name(docs, "Secret", name))[key]
+    admin_ref = env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    admin = by_kind_name(docs, "Secret", admin_ref["name"])
+    passwords["postgres"] = secret_data(admin)[admin_ref["key"]]
+    assert len(set(passwords.values())) == 3, "three roles, three passwords"
+    assert not [k for k in env if k.endswith("_PASSWORD") and k != "POSTGRES_PASSWORD"]
+    # The init script, mounted where the image runs it, is the repository's file.
+    initdb = by_prefix(docs, "ConfigMap", "postgres-initdb")
+    assert initdb["data"] == {INIT_SCRIPT.name: INIT_SCRIPT.read_text()}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mounts = {m["mountPath"]: m for m in postgres["volumeMounts"]}
+    mount = mounts["/docker-entrypoint-initdb.d"]
+    assert volumes[mount["name"]]["configMap"]["name"] == initdb["metadata"]["name"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_kubernetes_no_service_connects_as_the_superuser(overlay):
+    docs = rendered(overlay)
+    _, postgres = k8s_postgres(docs)
+    env = env_entries(postgres)
+    superuser = env["POSTGRES_USER"]["value"]
+    assert superuser == "postgres" and superuser not in script_roles()
+    admin_secret = env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"]
+    for obj in docs:
+        pod = pod_spec(obj)
+        if pod is None:
+            continue
+        text = yaml.safe_dump(pod)
+        assert (admin_secret in text) == (obj["metadata"]["name"] == "postgres"), (
+            f"{obj['kind']}/{obj['metadata']['name']}: the superuser's Secret is for PostgreSQL"
+        )
+        for c in pod.get("containers", []) + pod.get("initContainers", []):
+            where = f"{obj['kind']}/{obj['metadata']['name']}/{c['name']}"
+            var = env_entries(c).get("DATABASE_URL")
+            if var:
+                ref = var["valueFrom"]["secretKeyRef"]
+                url = secret_data(by_kind_name(docs, "Secret", ref["name"]))[ref["key"]]
+                assert url_user(url) in script_roles() and url_user(url) != superuser, (
+                    f"{where}: connects as {url_user(url)}"
+                )
+                if c.get("args") == ["ledger"]:
+                    assert url_user(url) == LEDGER_ROLE, (
+                        f"{where}: the ledger connects as {LEDGER_ROLE}"
+                    )
+            # pg_isready and psql in commands and probes: never as the superuser either.
+            commands = [c.get("command") or [], c.get("args") or []]
+            for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+                commands.append(((c.get(probe) or {}).get("exec") or {}).get("command") or [])
+            command = " ".join(" ".join(words) for words in commands)
+            for user in re.findall(r"(?:-U|--username)[ =](\S+)", command):
+                assert user != superuser and user in script_roles(), f"{where}: -U {user}"
+    ledgers = [c for c in k8s_containers(overlay) if c.subcommand == "ledger"]
+    assert ledgers and all(c.env_sources.get("DATABASE_URL") == "env" for c in ledgers)
+    source = k8s_grafana_datasource(docs)
+    assert source["user"] == READER_ROLE != superuser
+
+
+def k8s_grafana_datasource(docs: list[dict]) -> dict:
+    config = by_prefix(docs, "ConfigMap", "grafana-datasources")
+    (text,) = config["data"].values()
+    for source in yaml.safe_load(text)["datasources"]:
+        if source["type"] == "grafana-postgresql-datasource":
+            return source
+    raise AssertionError("no PostgreSQL data source for Grafana")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_kubernetes_grafana_reads_as_bank_reader_and_admits_no_anonymous_users(overlay):
+    docs = rendered(overlay)
+    deployment = by_kind_name(docs, "Deployment", "grafana")
+    spec = pod_spec(deployment)
+    (grafana,) = spec["containers"]
+    assert image_repository(grafana["image"]) == "grafana/grafana"
+    assert grafana["image"] == compose()["services"]["grafana"]["image"], "one Grafana version"
+    env = env_entries(grafana)
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"]["value"] == "false", "anonymous access must be off"
+    assert "GF_AUTH_ANONYMOUS_ORG_ROLE" not in env
+    assert env["GF_USERS_ALLOW_SIGN_UP"]["value"] == "false"
+    admin = env["GF_SECURITY_ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert secret_data(by_kind_name(docs, "Secret", admin["name"]))[admin["key"]]
+    source = k8s_grafana_datasource(docs)
+    assert source["user"] == READER_ROLE
+    assert source["jsonData"]["database"] == DATABASE
+    host, port = source["url"].split(":")
+    assert int(port) in [p["port"] for p in by_kind_name(docs, "Service", host)["spec"]["ports"]]
+    match = re.fullmatch(r"\$__file\{(.+)\}", source["secureJsonData"]["password"])
+    assert match, "the data source's password comes from a mounted file"
+    name, key = mounted_secret_file(docs, spec, grafana, match.group(1))
+    assert name == by_prefix(docs, "Secret", "bankstream-reader-db")["metadata"]["name"]
+    assert key == "PASSWORD"
+    # Only the read-only role's password reaches Grafana.
+    secrets = {v.get("secret", {}).get("secretName") for v in spec.get("volumes") or []} | {
+        e["valueFrom"]["secretKeyRef"]["name"] for e in env.values() if "valueFrom" in e
+    }
+    assert secrets - {None} == {name, admin["name"]}
+    # The provisioning ConfigMaps are mounted where Grafana reads them.
+    mounts = {m["mountPath"]: m["name"] for m in grafana["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    for path, config in (
+        ("/etc/grafana/provisioning/datasources", "grafana-datasources"),
+        ("/etc/grafana/provisioning/dashboards", "grafana-dashboards"),
+        ("/etc/grafana/dashboards", "grafana-dashboard-json"),
+    ):
+        assert (
+            volumes[mounts[path]]["configMap"]["name"]
+            == by_prefix(docs, "ConfigMap", config)["metadata"]["name"]
+        )
+    home = env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]["value"]
+    assert home.rsplit("/", 1)[0] == "/etc/grafana/dashboards"
+    assert home.rsplit("/", 1)[1] in by_prefix(docs, "ConfigMap", "grafana-dashboard-json")["data"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_kubernetes_passwords_live_in_secrets_only(overlay):
+    docs = rendered(overlay)
+    passwords = set()
+    for secret in (d for d in docs if d["kind"] == "Secret"):
+        for key, value in secret_data(secret).items():
+            if "PASSWORD" in key:
+                passwords.add(value)
+            elif key == "DATABASE_URL":
+                passwords.add(urlsplit(value).password)
+    assert len(passwords) == 4, "postgres, bank_ledger, bank_reader, Grafana's admin"
+    for doc in docs:
+        if doc["kind"] == "Secret":
+            continue
+        text = yaml.safe_dump(doc)
+        for password in passwords:
+            assert password not in text, f"{doc['kind']}/{doc['metadata']['name']} holds a password"
+        spec = pod_spec(doc)
+        for c in (spec or {}).get("containers", []) + (spec or {}).get("initContainers", []):
+            for var in c.get("env") or []:
+                if (
+                    "PASSWORD" in var["name"]
+                    and not var["name"].endswith("_FILE")
+                    or var["name"] == "DATABASE_URL"
+                ):
+                    assert "secretKeyRef" in var.get("valueFrom", {}), (
+                        f"{doc['metadata']['name']}/{c['name']}: {var['name']} not from a Secret"
+                    )
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
