@@ -56,6 +56,15 @@ bench-consumer: stack-up ## 1M transactions into PostgreSQL: the ledger vs COPY
 	$(CARGO) build --release -p producer -p consumer
 	bash bench/consumer.sh
 
+.PHONY: fuzz
+fuzz: ## Coverage-guided fuzzing (cargo fuzz, nightly): frame decoder + validation, CSV cleaner; FUZZ_SECONDS each (60)
+	bash dev/fuzz.sh
+
+.PHONY: bench-analytics
+bench-analytics: stack-up ## 5M transactions through summary and limits in 256 MiB cgroups; restart time
+	$(CARGO) build --release -p producer -p consumer
+	bash bench/analytics.sh
+
 .PHONY: interop-env
 interop-env: $(VENV)/.installed ## Python venv with Confluent's client, for the interop tests
 

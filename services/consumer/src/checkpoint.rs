@@ -95,6 +95,11 @@ impl<S: PartitionState> Book<S> {
         })
     }
 
+    /// The checkpoint database (for a role's own bookkeeping beside its checkpoints).
+    pub fn database(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
     /// Where the source reads each partition's stored offset at assignment.
     pub fn offsets(&self) -> DatabaseOffsets {
         DatabaseOffsets::new(self.db.clone(), self.checkpoints.group())

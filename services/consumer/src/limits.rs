@@ -9,11 +9,13 @@
 //! before its checkpoint is written.
 //!
 //! Not repeating alerts after a restart: every alert records where its crossing transaction was
-//! read (`source_partition`, `source_offset`). At start the watcher reads the alerts topic to its
-//! end and remembers the highest position reported per partition; crossings at or before those
-//! positions (alerts sent just before a crash that lost their batch's checkpoint) are recomputed
-//! but not sent again. An alert whose delivery was not confirmed is sent again: at least once,
-//! never zero.
+//! read (`source_partition`, `source_offset`). At start the watcher reads the alerts topic from
+//! where the alerts of its last checkpointed batch end ([`AlertMarks`]) to its end, and remembers
+//! the highest position reported per partition; crossings at or before those positions (alerts
+//! sent just before a crash that lost their batch's checkpoint) are recomputed but not sent
+//! again. An alert whose delivery was not confirmed is sent again: at least once, never zero.
+//! The scan covers at most the alerts of one batch, so the start time does not grow with the
+//! history of alerts.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -23,7 +25,7 @@ use anyhow::Context;
 use axum::routing::get;
 use bank_contract::pb::{LimitAlert, LimitAlertKind};
 use bank_contract::{Decoder, Event, Registry, money, wire};
-use bank_storage::checkpoint::StateEntry;
+use bank_storage::checkpoint::{Checkpoint, Checkpoints, StateEntry};
 use futures::future::try_join_all;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -89,7 +91,8 @@ pub async fn run(args: LimitsArgs) -> anyhow::Result<()> {
             )
         })?;
     let decoder = Decoder::new(schema_registry.clone());
-    let reported = reported_positions(&args, &decoder).await?;
+    let marks = AlertMarks::load(book.database(), &args.group, &args.alerts_topic).await?;
+    let reported = reported_positions(&args, &decoder, &marks.stored).await?;
     tracing::info!(
         limit = %money::format_cents(limit_cents),
         already_reported = ?reported,
@@ -119,6 +122,7 @@ pub async fn run(args: LimitsArgs) -> anyhow::Result<()> {
         book,
         limit_cents,
         reported,
+        marks,
         pending: Vec::new(),
         producer: producer_config
             .create()
@@ -170,11 +174,81 @@ impl PartitionState for Balances {
     }
 }
 
-/// Reads the alerts topic to its end: the highest source offset already reported, per
-/// partition of the transactions topic.
+/// Per partition of the alerts topic, the offset after the last alert of a checkpointed batch:
+/// alerts before it can never be sent again, so the scan at start begins there. Kept in
+/// `role_state` under the group `<group>.alerts`, written after each checkpoint that sent
+/// alerts (a mark that lags behind only makes the next start scan a little more).
+struct AlertMarks {
+    checkpoints: Checkpoints,
+    topic: String,
+    stored: HashMap<i32, i64>,
+    acked: HashMap<i32, i64>,
+}
+
+const MARK_KEY: &str = "scan-from";
+
+impl AlertMarks {
+    async fn load(
+        db: &sea_orm::DatabaseConnection,
+        group: &str,
+        topic: &str,
+    ) -> anyhow::Result<AlertMarks> {
+        let checkpoints = Checkpoints::new(format!("{group}.alerts"));
+        let mut stored = HashMap::new();
+        for ((stored_topic, partition), state) in checkpoints
+            .load_all(db)
+            .await
+            .context("loading where the alerts scan starts")?
+        {
+            let mark = state.entries.iter().find(|(key, _)| key == MARK_KEY);
+            if let (true, Some((_, offset))) = (stored_topic == topic, mark) {
+                stored.insert(partition, offset.parse().context("alerts scan mark")?);
+            }
+        }
+        Ok(AlertMarks {
+            checkpoints,
+            topic: topic.to_owned(),
+            acked: stored.clone(),
+            stored,
+        })
+    }
+
+    fn delivered(&mut self, delivery: &rdkafka::producer::future_producer::Delivery) {
+        let mark = self.acked.entry(delivery.partition).or_insert(0);
+        *mark = (*mark).max(delivery.offset + 1);
+    }
+
+    /// Stores the marks of alerts delivered so far; call only once their batch is checkpointed.
+    async fn store(&mut self, db: &sea_orm::DatabaseConnection) {
+        if self.acked == self.stored {
+            return;
+        }
+        let checkpoint = Checkpoint {
+            entries: self
+                .acked
+                .iter()
+                .map(|(partition, offset)| StateEntry {
+                    topic: self.topic.clone(),
+                    partition: *partition,
+                    key: MARK_KEY.to_owned(),
+                    value: offset.to_string(),
+                })
+                .collect(),
+            ..Checkpoint::default()
+        };
+        match self.checkpoints.commit(db, &checkpoint).await {
+            Ok(()) => self.stored = self.acked.clone(),
+            Err(error) => tracing::warn!(%error, "could not store where the alerts scan starts"),
+        }
+    }
+}
+
+/// Reads the alerts topic from `marks` (or its beginning) to its end: the highest source offset
+/// already reported, per partition of the transactions topic.
 async fn reported_positions(
     args: &LimitsArgs,
     decoder: &Decoder,
+    marks: &HashMap<i32, i64>,
 ) -> anyhow::Result<HashMap<u32, i64>> {
     let mut config = args.source.kafka.client_config()?;
     config
@@ -195,9 +269,10 @@ async fn reported_positions(
     {
         let (low, high) =
             consumer.fetch_watermarks(&topic, partition.id(), Duration::from_secs(10))?;
-        if high > low {
+        let from = marks.get(&partition.id()).copied().unwrap_or(low).max(low);
+        if high > from {
             ends.insert(partition.id(), high);
-            assignment.add_partition_offset(&topic, partition.id(), Offset::Beginning)?;
+            assignment.add_partition_offset(&topic, partition.id(), Offset::Offset(from))?;
         }
     }
     let mut reported: HashMap<u32, i64> = HashMap::new();
@@ -238,6 +313,7 @@ struct LimitsSink {
     /// Accounts of every held partition at or below the limit, as of the last committed batch.
     breached: BTreeMap<String, i64>,
     reported: HashMap<u32, i64>,
+    marks: AlertMarks,
     /// Alerts of the batch being applied, not yet acknowledged by Kafka.
     pending: Vec<LimitAlert>,
     producer: FutureProducer,
@@ -296,6 +372,7 @@ impl Sink for LimitsSink {
             })
             .collect();
         self.book.commit(batch, prepared.counted, entries).await?;
+        self.marks.store(self.book.database()).await;
         for (key, part) in touched {
             let Some(held) = self.book.state_mut(&key) else {
                 continue;
@@ -384,7 +461,9 @@ impl LimitsSink {
                     .with_context(|| format!("producing an alert to {topic}"))
             }
         });
-        try_join_all(sends).await?;
+        for delivery in try_join_all(sends).await? {
+            self.marks.delivered(&delivery);
+        }
         for alert in self.pending.drain(..) {
             let kind = if alert.kind == LimitAlertKind::Breached as i32 {
                 "breached"

@@ -1,5 +1,6 @@
 //! Secrets planted through every way in (flags, environment, files, URLs) never come out again:
-//! not in logs, `--help`, metrics or HTTP answers, not in the error of a failed start either.
+//! not in logs (at trace level, so dependencies' own lines count), `--help`, metrics or HTTP
+//! answers, not in the error of a failed start either.
 
 mod support;
 
@@ -88,7 +89,11 @@ async fn planted_secrets_never_reach_logs_help_metrics_or_http() {
             .args(args)
             .env("KAFKA_CONFIG", format!("ssl.key.password={SSL_ENV}"))
             .env("SCHEMA_REGISTRY_PASSWORD", REGISTRY_ENV)
-            .env("DATABASE_URL", &database_url);
+            .env("DATABASE_URL", &database_url)
+            // Every dependency's own lines too (sqlx, sea-orm, rdkafka, hyper, reqwest): the
+            // ones that echo connection parameters are debug and trace lines.
+            .env("RUST_LOG", "trace")
+            .env("LOG_FORMAT", "json");
         command
     };
 
@@ -140,6 +145,10 @@ async fn planted_secrets_never_reach_logs_help_metrics_or_http() {
 
     let logs = std::fs::read_to_string(&log).unwrap();
     assert!(logs.contains("ledger database ready"), "{logs}");
+    assert!(
+        logs.contains("\"level\":\"TRACE\"") && logs.contains("\"level\":\"DEBUG\""),
+        "trace and debug lines (dependencies' included) are in the log under test"
+    );
     let failure = String::from_utf8_lossy(&failed.stderr).into_owned();
     assert!(
         failure.contains("/no/such/api"),
