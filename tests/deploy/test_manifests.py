@@ -676,8 +676,12 @@ def test_compose_no_service_connects_as_the_superuser():
 
 
 def test_compose_ledger_connects_as_bank_ledger():
-    ledgers = [c for c in compose_containers() if c.subcommand == "ledger"]
-    assert ledgers
+    # The analytics roles checkpoint into the same database (their default, an SQLite file in
+    # the working directory, cannot be written on a read-only root filesystem).
+    ledgers = [
+        c for c in compose_containers() if c.subcommand in ("ledger", "summary", "limits")
+    ]
+    assert {c.subcommand for c in ledgers} == {"ledger", "summary", "limits"}
     for ledger in ledgers:
         url = ledger.env["DATABASE_URL"]
         assert re.fullmatch(
@@ -1008,8 +1012,12 @@ def test_kubernetes_no_service_connects_as_the_superuser(overlay):
             command = " ".join(" ".join(words) for words in commands)
             for user in re.findall(r"(?:-U|--username)[ =](\S+)", command):
                 assert user != superuser and user in script_roles(), f"{where}: -U {user}"
-    ledgers = [c for c in k8s_containers(overlay) if c.subcommand == "ledger"]
-    assert ledgers and all(c.env_sources.get("DATABASE_URL") == "env" for c in ledgers)
+    # The analytics roles checkpoint into the ledger's database, with the ledger's Secret.
+    ledgers = [
+        c for c in k8s_containers(overlay) if c.subcommand in ("ledger", "summary", "limits")
+    ]
+    assert {c.subcommand for c in ledgers} == {"ledger", "summary", "limits"}
+    assert all(c.env_sources.get("DATABASE_URL") == "env" for c in ledgers)
     source = k8s_grafana_datasource(docs)
     assert source["user"] == READER_ROLE != superuser
 

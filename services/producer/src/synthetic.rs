@@ -129,7 +129,11 @@ fn padded(text: &str, bytes: usize) -> String {
     let mut out = String::with_capacity(bytes.max(text.len()));
     out.push_str(text);
     while out.len() < bytes {
-        out.push_str(if out.len().is_multiple_of(2) { " " } else { "." });
+        out.push_str(if out.len().is_multiple_of(2) {
+            " "
+        } else {
+            "."
+        });
     }
     out
 }
