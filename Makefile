@@ -44,7 +44,7 @@ chaos: stack-up ## The chaos suite at full size: 200,000 transactions per scenar
 	CHAOS_TRANSACTIONS=$${CHAOS_TRANSACTIONS:-200000} $(CARGO) test --release -p consumer --test chaos -- --nocapture
 
 .PHONY: bench
-bench: bench-producer bench-consumer ## Both benchmarks (release builds, native stack)
+bench: bench-producer bench-consumer bench-analytics ## Every benchmark (release builds, native stack)
 
 .PHONY: bench-producer
 bench-producer: stack-up ## 1M transactions: our producer vs Kafka's ProducerPerformance

@@ -94,8 +94,8 @@ pub struct LedgerArgs {
     #[arg(long = "batch-size", env = "BATCH_SIZE", default_value_t = 20_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub batch_size: usize,
     /// Most bytes of records per batch (keys, values, headers), whatever their count; records
-    /// in flight are bounded to about (2 x writers + 2) batches, so large records cannot exhaust
-    /// memory.
+    /// in flight are bounded to (writers + 1) batches' worth of bytes, so large records cannot
+    /// exhaust memory.
     #[arg(long = "max-batch-bytes", env = "MAX_BATCH_BYTES", default_value_t = 16 << 20, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(65_536..=1_073_741_824))]
     pub max_batch_bytes: usize,
     /// Longest wait, in milliseconds, for a batch to fill before it is committed anyway.

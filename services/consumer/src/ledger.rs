@@ -121,9 +121,11 @@ impl Application {
                 ],
                 first: Some(source_args.customers_topic.clone()),
                 capacity: args.batch_size * 2,
-                // Every batch in flight: the one being filled, one queued and one being written
-                // per writer.
-                in_flight_bytes: args.max_batch_bytes.saturating_mul(2 * writers + 2),
+                // Records in flight, from the poll to their commit: one batch being written per
+                // writer and one being filled. Each record's decoded event and its database row
+                // hold about as many bytes again, so memory stays near twice this budget with
+                // large records, the same order as with ordinary ones (see bench-consumer).
+                in_flight_bytes: args.max_batch_bytes.saturating_mul(writers + 1),
             },
             offsets,
             sinks,

@@ -589,6 +589,11 @@ pub fn start(
         // A topic created after the consumer started is noticed within seconds, not the
         // default five minutes.
         .set("topic.metadata.refresh.interval.ms", "10000");
+    // librdkafka prefetches up to 64 MiB by default, outside our byte budget; a quarter of it
+    // keeps the fetcher ahead of the writers (unless the operator set it).
+    if config.get("queued.max.messages.kbytes").is_none() {
+        config.set("queued.max.messages.kbytes", "16384");
+    }
     let (records_tx, records) = mpsc::channel(subscription.capacity.max(1));
     let (control_tx, control) = mpsc::unbounded_channel();
     let generation = Arc::new(AtomicU64::new(0));
