@@ -44,7 +44,7 @@ chaos: stack-up ## The chaos suite at full size: 200,000 transactions per scenar
 	CHAOS_TRANSACTIONS=$${CHAOS_TRANSACTIONS:-200000} $(CARGO) test --release -p consumer --test chaos -- --nocapture
 
 .PHONY: bench
-bench: bench-producer bench-consumer bench-analytics ## Every benchmark (release builds, native stack)
+bench: bench-producer bench-consumer bench-analytics bench-latency ## Every benchmark (release builds, native stack)
 
 .PHONY: bench-producer
 bench-producer: stack-up ## 1M transactions: our producer vs Kafka's ProducerPerformance
@@ -55,6 +55,11 @@ bench-producer: stack-up ## 1M transactions: our producer vs Kafka's ProducerPer
 bench-consumer: stack-up ## 1M transactions into PostgreSQL: the ledger vs COPY
 	$(CARGO) build --release -p producer -p consumer
 	bash bench/consumer.sh
+
+.PHONY: bench-latency
+bench-latency: stack-up interop-env ## Kafka timestamp -> row visible in PostgreSQL at 2,000/s and 20,000/s: group commit vs a 200 ms linger
+	$(CARGO) build --release -p producer -p consumer
+	bash bench/latency.sh
 
 .PHONY: fuzz
 fuzz: ## Coverage-guided fuzzing (cargo fuzz, nightly): frame decoder + validation, CSV cleaner; FUZZ_SECONDS each (60)

@@ -106,6 +106,7 @@ async fn migrations_apply_to_postgres() {
             "SELECT table_name || '.' || column_name AS col, collation_name \
              FROM information_schema.columns \
              WHERE column_name IN ('account_number', 'transaction_id') \
+             AND data_type IN ('character varying', 'text') \
              AND table_schema = 'public' ORDER BY 1",
         ))
         .await

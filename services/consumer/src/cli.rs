@@ -98,12 +98,10 @@ pub struct LedgerArgs {
     /// exhaust memory.
     #[arg(long = "max-batch-bytes", env = "MAX_BATCH_BYTES", default_value_t = 16 << 20, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(65_536..=1_073_741_824))]
     pub max_batch_bytes: usize,
-    /// Longest wait, in milliseconds, for a batch to fill before it is committed anyway.
-    #[arg(
-        long = "batch-linger-ms",
-        env = "BATCH_LINGER_MS",
-        default_value_t = 200
-    )]
+    /// 0 (the default): group commit, a batch goes to a writer as soon as it has finished its
+    /// previous one, with whatever arrived meanwhile, so batches grow with the load. Otherwise
+    /// the longest wait, in milliseconds, for a batch to fill before it is committed anyway.
+    #[arg(long = "batch-linger-ms", env = "BATCH_LINGER_MS", default_value_t = 0)]
     pub batch_linger_ms: u64,
     /// Database writers working at once, each on its own connection: partition p of both topics
     /// goes to writer p % writers. PostgreSQL only; SQLite always has a single writer.

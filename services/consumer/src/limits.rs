@@ -18,7 +18,7 @@
 //! history of alerts.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -71,7 +71,7 @@ pub async fn run(args: LimitsArgs) -> anyhow::Result<()> {
     let bank = frame.registry.sub_registry_with_prefix("bank");
     bank.register(
         "limit_breaches",
-        "Accounts at or below the limit",
+        "Accounts at or below the limit, of the partitions this instance has read",
         breaches_gauge.clone(),
     );
     bank.register(
@@ -99,17 +99,32 @@ pub async fn run(args: LimitsArgs) -> anyhow::Result<()> {
         "limits watcher starting"
     );
 
-    let published = Arc::new(Mutex::new(Breaches {
-        limit: money::format_cents(limit_cents),
-        accounts: Vec::new(),
-    }));
+    // Every partition's balances as stored: the same answer from any instance of the group.
     let routes = {
-        let published = published.clone();
+        let reader = book.reader();
         axum::Router::new().route(
             "/breaches",
             get(move || {
-                let current = published.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                async move { axum::Json(current) }
+                let reader = reader.clone();
+                async move {
+                    match reader.read().await {
+                        Ok(parts) => Ok(axum::Json(Breaches {
+                            limit: money::format_cents(limit_cents),
+                            accounts: breaches(parts.iter().map(|(_, part)| part), limit_cents)
+                                .into_iter()
+                                .map(|(account, cents)| Breach {
+                                    balance: money::format_cents(cents),
+                                    account_number: account,
+                                    balance_cents: cents,
+                                })
+                                .collect(),
+                        })),
+                        Err(error) => Err((
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            format!("{error:#}"),
+                        )),
+                    }
+                }
             }),
         )
     };
@@ -118,7 +133,7 @@ pub async fn run(args: LimitsArgs) -> anyhow::Result<()> {
     producer_config.set("message.timeout.ms", "30000");
     let offsets = Box::new(book.offsets());
     let sink = LimitsSink {
-        breached: breaches(&book, limit_cents),
+        breached: breaches(book.states().map(|(_, part)| part), limit_cents),
         book,
         limit_cents,
         reported,
@@ -129,7 +144,6 @@ pub async fn run(args: LimitsArgs) -> anyhow::Result<()> {
             .context("creating the alerts producer")?,
         alerts_topic: args.alerts_topic.clone(),
         alert_schema,
-        published,
         breaches_gauge,
         alerts_counter,
     };
@@ -146,10 +160,13 @@ pub async fn run(args: LimitsArgs) -> anyhow::Result<()> {
         .await
 }
 
-/// Accounts of every held partition at or below the limit.
-fn breaches(book: &Book<Balances>, limit_cents: i64) -> BTreeMap<String, i64> {
-    book.states()
-        .flat_map(|(_, part)| part.0.iter())
+/// Accounts of these partitions at or below the limit.
+fn breaches<'a>(
+    parts: impl Iterator<Item = &'a Balances>,
+    limit_cents: i64,
+) -> BTreeMap<String, i64> {
+    parts
+        .flat_map(|part| part.0.iter())
         .filter(|(_, cents)| **cents <= limit_cents)
         .map(|(account, cents)| (account.clone(), *cents))
         .collect()
@@ -310,7 +327,8 @@ async fn reported_positions(
 struct LimitsSink {
     book: Book<Balances>,
     limit_cents: i64,
-    /// Accounts of every held partition at or below the limit, as of the last committed batch.
+    /// Accounts of the partitions this instance has read at or below the limit (the gauge; the
+    /// HTTP answer is the whole group's, from the database).
     breached: BTreeMap<String, i64>,
     reported: HashMap<u32, i64>,
     marks: AlertMarks,
@@ -319,7 +337,6 @@ struct LimitsSink {
     producer: FutureProducer,
     alerts_topic: String,
     alert_schema: u32,
-    published: Arc<Mutex<Breaches>>,
     breaches_gauge: Gauge,
     alerts_counter: Family<AlertLabel, Counter>,
 }
@@ -328,7 +345,7 @@ impl Sink for LimitsSink {
     async fn apply(&mut self, batch: &Decoded) -> Result<(), WriteError> {
         let prepared = self.book.prepare(batch).await?;
         if prepared.loaded {
-            self.breached = breaches(&self.book, self.limit_cents);
+            self.breached = breaches(self.book.states().map(|(_, part)| part), self.limit_cents);
         }
         // Balances after this batch, of the accounts it touched, computed on copies.
         let mut touched: HashMap<PartitionKey, HashMap<String, i64>> = HashMap::new();
@@ -425,18 +442,6 @@ impl LimitsSink {
 
     fn publish(&self) {
         self.breaches_gauge.set(self.breached.len() as i64);
-        self.published
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .accounts = self
-            .breached
-            .iter()
-            .map(|(account, cents)| Breach {
-                account_number: account.clone(),
-                balance: money::format_cents(*cents),
-                balance_cents: *cents,
-            })
-            .collect();
     }
 }
 

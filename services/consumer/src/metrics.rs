@@ -40,6 +40,8 @@ pub struct Metrics {
     pub retries: Family<OperationLabel, Counter>,
     pub fenced: Counter,
     pub conflicting_duplicates: Counter,
+    /// Seconds from an event's Kafka timestamp to the commit that made it durable.
+    pub event_age: Family<TopicLabel, Histogram>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -76,6 +78,10 @@ impl Metrics {
             retries: Family::default(),
             fenced: Counter::default(),
             conflicting_duplicates: Counter::default(),
+            // 1 ms to about 65 s, doubling.
+            event_age: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 17))
+            }),
         };
         let bank = registry.sub_registry_with_prefix("bank");
         bank.register(
@@ -143,6 +149,42 @@ impl Metrics {
             "Transactions whose id was already stored for another movement of money (dead-lettered)",
             metrics.conflicting_duplicates.clone(),
         );
+        bank.register(
+            "event_age_seconds",
+            "Time from an event's Kafka timestamp to the commit of its effect, by topic",
+            metrics.event_age.clone(),
+        );
         metrics
+    }
+
+    /// Observes the age of every event of a committed batch.
+    pub fn observe_ages(&self, decoded: &crate::pipeline::Decoded) {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let positions = decoded
+            .customers
+            .iter()
+            .map(|(_, p)| p)
+            .chain(decoded.transactions.iter().map(|(_, p)| p));
+        let mut histogram: Option<(&str, Histogram)> = None;
+        for position in positions {
+            let Some(at) = position.record.timestamp_ms else {
+                continue;
+            };
+            let topic = position.topic.as_str();
+            let current = match &histogram {
+                Some((known, h)) if *known == topic => h.clone(),
+                _ => {
+                    let h = self
+                        .event_age
+                        .get_or_create(&TopicLabel {
+                            topic: topic.to_owned(),
+                        })
+                        .clone();
+                    histogram = Some((topic, h.clone()));
+                    h
+                }
+            };
+            current.observe((now_ms - at).max(0) as f64 / 1000.0);
+        }
     }
 }

@@ -175,6 +175,8 @@ pub struct BatchSettings {
     pub max_records: usize,
     /// A batch is handed over once its records weigh this many bytes, whatever their count.
     pub max_bytes: usize,
+    /// Zero: group commit (a batch goes to the writers as soon as they can take one, with
+    /// whatever has arrived meanwhile). Otherwise a batch waits this long to fill.
     pub linger: Duration,
     pub transactions_topic: String,
     pub customers_topic: String,
@@ -202,6 +204,9 @@ enum ToWriter {
 /// SIGTERM ends the process within 30 s, Kubernetes' default grace period.
 pub const GRACE: Duration = Duration::from_secs(10);
 
+/// See [`BatchSettings::linger`].
+const GROUP_COMMIT_BACKSTOP: Duration = Duration::from_secs(1);
+
 impl<S: Sink + 'static> Pipeline<S> {
     /// Runs until `stop` is requested, then commits what it holds (bounded) and returns the sinks
     /// and the last offsets committed, for a final commit to Kafka. Fails if the polling thread
@@ -227,6 +232,7 @@ impl<S: Sink + 'static> Pipeline<S> {
         anyhow::ensure!(!sinks.is_empty(), "a pipeline needs at least one sink");
         let mut to_writers = Vec::with_capacity(sinks.len());
         let mut writers = Vec::with_capacity(sinks.len());
+        let took = Arc::new(tokio::sync::Notify::new());
         for (index, sink) in sinks.into_iter().enumerate() {
             let (to_writer, from_front) = tokio::sync::mpsc::channel(1);
             to_writers.push(to_writer);
@@ -237,6 +243,7 @@ impl<S: Sink + 'static> Pipeline<S> {
                 health: health.clone(),
                 metrics: metrics.clone(),
                 stop: stop.clone(),
+                took: took.clone(),
             };
             let span = tracing::info_span!("writer", index, writers = to_writers.capacity());
             writers.push(tokio::spawn(tracing::Instrument::instrument(
@@ -244,7 +251,10 @@ impl<S: Sink + 'static> Pipeline<S> {
                 span,
             )));
         }
-        let to_writer = Writers(to_writers);
+        let to_writer = Writers {
+            channels: to_writers,
+            took,
+        };
         let front = Front {
             settings,
             decoder,
@@ -289,14 +299,23 @@ async fn join_writers<S: Sink + 'static>(
     Ok((sinks, committed))
 }
 
-/// The front's side of the writer tasks' channels.
-struct Writers(Vec<tokio::sync::mpsc::Sender<ToWriter>>);
+/// The front's side of the writer tasks' channels, and the signal each writer gives when it
+/// takes a batch (so the front knows there is room again).
+struct Writers {
+    channels: Vec<tokio::sync::mpsc::Sender<ToWriter>>,
+    took: Arc<tokio::sync::Notify>,
+}
 
 impl Writers {
+    /// Whether every writer can take a batch without waiting.
+    fn have_room(&self) -> bool {
+        self.channels.iter().all(|channel| channel.capacity() > 0)
+    }
+
     /// Hands each writer its share of the batch (`partition % writers`). Fails if a writer has
     /// ended (it failed: its error ends the pipeline).
     async fn send(&self, parts: Vec<Decoded>) -> anyhow::Result<()> {
-        for (writer, part) in self.0.iter().zip(parts) {
+        for (writer, part) in self.channels.iter().zip(parts) {
             if part.records > 0 && writer.send(ToWriter::Batch(part)).await.is_err() {
                 anyhow::bail!("a writer has stopped");
             }
@@ -306,8 +325,8 @@ impl Writers {
 
     /// Resolves once every writer has written everything it was handed before.
     async fn barrier(&self) {
-        let mut waits = Vec::with_capacity(self.0.len());
-        for writer in &self.0 {
+        let mut waits = Vec::with_capacity(self.channels.len());
+        for writer in &self.channels {
             let (written, wait) = tokio::sync::oneshot::channel();
             if writer.send(ToWriter::Barrier(written)).await.is_ok() {
                 waits.push(wait);
@@ -327,6 +346,8 @@ struct Writer {
     health: Arc<Health>,
     metrics: Metrics,
     stop: Stop,
+    /// Told each time this writer takes a batch: there is room for the next one.
+    took: Arc<tokio::sync::Notify>,
 }
 
 /// What became of one batch.
@@ -371,14 +392,20 @@ impl Writer {
                     let _ = done.send(());
                     continue;
                 }
-                Some(ToWriter::Batch(decoded)) => decoded,
+                Some(ToWriter::Batch(decoded)) => {
+                    self.took.notify_one();
+                    decoded
+                }
             };
             let mut decoded = decoded;
             match self
                 .write(&mut sink, &mut decoded, &mut stopping_since)
                 .await
             {
-                Written::Committed => self.commit_to_kafka(&decoded, &mut committed),
+                Written::Committed => {
+                    self.metrics.observe_ages(&decoded);
+                    self.commit_to_kafka(&decoded, &mut committed);
+                }
                 Written::Dropped => {}
                 Written::Failed(why) => anyhow::bail!(why),
             }
@@ -558,6 +585,14 @@ impl Front {
         let mut batch: Vec<Record> = Vec::with_capacity(self.settings.max_records.min(4096));
         let mut batch_bytes = 0usize;
         let mut deadline: Option<tokio::time::Instant> = None;
+        let group_commit = self.settings.linger.is_zero();
+        // With group commit the wait is only a backstop: writers that take no batch for this
+        // long are sent what has gathered anyway (the send then waits for room).
+        let wait = if group_commit {
+            GROUP_COMMIT_BACKSTOP
+        } else {
+            self.settings.linger
+        };
         loop {
             let linger = async {
                 match deadline {
@@ -602,13 +637,23 @@ impl Front {
                 record = source.records.recv() => match record {
                     Some(record) => {
                         if batch.is_empty() {
-                            deadline = Some(tokio::time::Instant::now() + self.settings.linger);
+                            deadline = Some(tokio::time::Instant::now() + wait);
                         }
                         batch_bytes += record.weight();
                         batch.push(record);
-                        if batch.len() >= self.settings.max_records
-                            || batch_bytes >= self.settings.max_bytes
+                        // Everything already waiting joins this batch first.
+                        while batch.len() < self.settings.max_records
+                            && batch_bytes < self.settings.max_bytes
                         {
+                            let Ok(record) = source.records.try_recv() else {
+                                break;
+                            };
+                            batch_bytes += record.weight();
+                            batch.push(record);
+                        }
+                        let full = batch.len() >= self.settings.max_records
+                            || batch_bytes >= self.settings.max_bytes;
+                        if full || (group_commit && to_writer.have_room()) {
                             self.hand_over(&mut batch, source, false, to_writer).await?;
                             batch_bytes = 0;
                             deadline = None;
@@ -616,6 +661,14 @@ impl Front {
                     }
                     None => return self.source_ended(stop),
                 },
+                // Group commit: a writer took its batch, so what has gathered goes next.
+                _ = to_writer.took.notified(), if group_commit && !batch.is_empty() => {
+                    if to_writer.have_room() {
+                        self.hand_over(&mut batch, source, false, to_writer).await?;
+                        batch_bytes = 0;
+                        deadline = None;
+                    }
+                }
                 _ = linger => {
                     self.hand_over(&mut batch, source, false, to_writer).await?;
                     batch_bytes = 0;
@@ -671,7 +724,10 @@ impl Front {
             (finishing && started.elapsed() >= GRACE) || (!finishing && reseek.current() != current)
         };
         let (decoded, poison) = loop {
-            match self.decode(&records, to_writer.0.len(), generation).await {
+            match self
+                .decode(&records, to_writer.channels.len(), generation)
+                .await
+            {
                 Ok(result) => break result,
                 Err(error) => {
                     let wait = pause("decode", &error);
@@ -789,6 +845,7 @@ mod tests {
             key: None,
             payload: None,
             headers: Vec::new(),
+            timestamp_ms: None,
             expected,
             generation,
             budget: None,

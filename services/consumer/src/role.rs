@@ -150,7 +150,7 @@ impl Analytics {
             sinks: vec![sink],
             batch_size: 5_000,
             batch_bytes: 16 << 20,
-            batch_linger: Duration::from_millis(100),
+            batch_linger: Duration::ZERO,
             health: self.health,
             metrics: self.metrics,
             stop: self.stop,

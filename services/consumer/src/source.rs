@@ -51,6 +51,8 @@ pub struct Record {
     pub payload: Option<Vec<u8>>,
     /// Header names are decoded lossily: any client may write bytes that are not UTF-8.
     pub headers: Vec<(String, Option<Vec<u8>>)>,
+    /// The message's Kafka timestamp (create or log-append time), in ms since the epoch.
+    pub timestamp_ms: Option<i64>,
     /// The stored offset this record continues from: the previous record's offset + 1, or the
     /// position the partition was sought to (`None`: from the beginning, nothing stored).
     pub expected: Option<i64>,
@@ -447,6 +449,7 @@ impl SourceContext {
             key: message.key().map(<[u8]>::to_vec),
             payload: message.payload().map(<[u8]>::to_vec),
             headers: headers_of(message),
+            timestamp_ms: message.timestamp().to_millis(),
             expected,
             generation: state.generation,
             budget: None,

@@ -5,11 +5,11 @@
 //! after every batch (see [`crate::checkpoint`]; SQLite file by default, or PostgreSQL), so a
 //! restart resumes where it stopped instead of replaying the topic, and memory does not grow
 //! with the number of transactions. A transaction id is counted once, whichever partition or
-//! batch repeats it. The printed summary combines the partitions this instance has read: run one
-//! instance per group for the bank-wide figures.
+//! batch repeats it. Several instances of a group share the partitions like the ledger's; each
+//! prints and serves the global figures: every partition's stored state, merged exactly (counts
+//! and integer sums add, deviations combine by Chan et al.'s pairwise form of Welford's).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::routing::get;
@@ -92,27 +92,34 @@ pub async fn run(args: SummaryArgs) -> anyhow::Result<()> {
         "Population standard deviation of amounts in currency units, by kind",
         stddev.clone(),
     );
-    let snapshot = Arc::new(Mutex::new(Snapshot::default()));
+    // Every partition's state as stored, merged: the same answer from any instance.
     let routes = {
-        let snapshot = snapshot.clone();
+        let reader = book.reader();
         axum::Router::new().route(
             "/summary",
             get(move || {
-                let current = snapshot.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                async move { axum::Json(current) }
+                let reader = reader.clone();
+                async move {
+                    match reader.read().await {
+                        Ok(parts) => Ok(axum::Json(SummarySink::current(&Totals::merged(parts)))),
+                        Err(error) => Err((
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            format!("{error:#}"),
+                        )),
+                    }
+                }
             }),
         )
     };
 
     let offsets = Box::new(book.offsets());
     let sink = SummarySink {
-        total: Totals::of(&book),
+        total: Totals::merged(book.stored_states().await?),
         book,
         every: args.every.max(1),
         every_ms: args.every_ms.map(Duration::from_millis),
         since_print: 0,
         last_print: Instant::now(),
-        snapshot,
         gauges: (count, mean, stddev),
     };
     sink.publish(&[])?;
@@ -148,9 +155,10 @@ impl Totals {
         true
     }
 
-    /// Every held partition combined.
-    fn of(book: &Book<Totals>) -> Totals {
-        book.states()
+    /// Partitions' states combined.
+    fn merged(parts: Vec<(PartitionKey, Totals)>) -> Totals {
+        parts
+            .iter()
             .fold(Totals::default(), |all, (_, part)| all.merge(part))
     }
 
@@ -191,13 +199,12 @@ impl PartitionState for Totals {
 
 struct SummarySink {
     book: Book<Totals>,
-    /// Every held partition combined, as of the last committed batch.
+    /// Every partition of the group combined, as stored after the last committed batch.
     total: Totals,
     every: u64,
     every_ms: Option<Duration>,
     since_print: u64,
     last_print: Instant,
-    snapshot: Arc<Mutex<Snapshot>>,
     gauges: (
         Family<KindLabel, Gauge>,
         Family<KindLabel, FloatGauge>,
@@ -224,9 +231,6 @@ impl SummarySink {
 impl Sink for SummarySink {
     async fn apply(&mut self, batch: &Decoded) -> Result<(), WriteError> {
         let prepared = self.book.prepare(batch).await?;
-        if prepared.loaded {
-            self.total = Totals::of(&self.book);
-        }
         // Computed on copies; printed and kept only once the checkpoint is committed.
         let mut parts: HashMap<PartitionKey, Totals> = HashMap::new();
         let mut total = self.total;
@@ -268,7 +272,18 @@ impl Sink for SummarySink {
                 *held = part;
             }
         }
-        self.total = total;
+        // The global figures: every partition as stored, this instance's just committed and
+        // those of the other instances of the group as of their last checkpoint.
+        self.total = match self.book.stored_states().await {
+            Ok(parts) => Totals::merged(parts),
+            Err(error) => {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "reading the other partitions' figures"
+                );
+                total
+            }
+        };
         self.publish(&lines)?;
         Ok(())
     }
@@ -296,7 +311,6 @@ impl SummarySink {
                 .get_or_create(&label)
                 .set(stats.stddev_cents() / 100.0);
         }
-        *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Self::current(&self.total);
         Ok(())
     }
 }

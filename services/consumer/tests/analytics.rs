@@ -17,6 +17,8 @@ use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use support::*;
 
+const WAIT: Duration = Duration::from_secs(120);
+
 fn role(args: &[&str], topics: &Topics, port: u16) -> (Child, Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_consumer"))
         .args(args)
@@ -327,4 +329,97 @@ async fn scripted_sequence_gives_exact_summaries_and_alerts() {
     );
     limits.kill().unwrap();
     limits.wait().unwrap();
+}
+
+/// `/summary` of a summary instance, as JSON.
+async fn summary_of(port: u16) -> serde_json::Value {
+    reqwest::get(format!("http://127.0.0.1:{port}/summary"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Offsets of `topic` the group's checkpoint covers, summed over partitions.
+async fn checkpointed(db: &sea_orm::DatabaseConnection, group: &str, topic: &str) -> i64 {
+    let partitions: Vec<(String, i32)> = (0..3).map(|p| (topic.to_owned(), p)).collect();
+    bank_storage::ledger::load_offsets(db, group, &partitions)
+        .await
+        .map(|offsets| offsets.values().sum())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn three_summaries_give_the_global_figures_of_one_even_after_one_is_killed() {
+    let topics = fresh_topics("scaleout");
+    let database_url = fresh_postgres("analytics_scaleout").await;
+    let db = connect(&database_url).await;
+    generate(&topics, 30, 1_500, 41).await;
+    // Quick takeover of a killed member's partitions (the broker's minimum session timeout).
+    let quick = "session.timeout.ms=6000";
+    let spawn = |group: String, port: u16| {
+        role(
+            &[
+                "summary",
+                "-g",
+                &group,
+                "--database-url",
+                &database_url,
+                "--every-ms",
+                "60000",
+                "--kafka-config",
+                quick,
+            ],
+            &topics,
+            port,
+        )
+    };
+    let shared = format!("{}-three", topics.group);
+    let ports = [free_port(), free_port(), free_port()];
+    let mut three: Vec<Child> = ports
+        .iter()
+        .map(|port| spawn(shared.clone(), *port).0)
+        .collect();
+    wait_until("the three checkpoint the first 1,500", WAIT, || async {
+        checkpointed(&db, &shared, &topics.transactions).await == 1_500
+    })
+    .await;
+    // One dies; the others take over its partitions from its checkpoint. More transactions,
+    // and a producer that sends the first 1,500 again (same seed: same ids, counted once).
+    three[0].kill().unwrap();
+    three[0].wait().unwrap();
+    generate(&topics, 30, 1_500, 42).await;
+    generate(&topics, 30, 1_500, 41).await;
+    wait_until(
+        "the two left checkpoint all 4,500 records",
+        WAIT,
+        || async { checkpointed(&db, &shared, &topics.transactions).await == 4_500 },
+    )
+    .await;
+
+    let alone = format!("{}-one", topics.group);
+    let port = free_port();
+    let (mut one, _) = spawn(alone.clone(), port);
+    wait_until(
+        "one instance checkpoints all 4,500 records",
+        WAIT,
+        || async { checkpointed(&db, &alone, &topics.transactions).await == 4_500 },
+    )
+    .await;
+    let expected = summary_of(port).await;
+    let count = |s: &serde_json::Value| {
+        s["deposits"]["count"].as_u64().unwrap() + s["withdrawals"]["count"].as_u64().unwrap()
+    };
+    assert_eq!(count(&expected), 3_000, "each id once: {expected}");
+    for port in &ports[1..] {
+        // The figures are published after each batch's checkpoint: read until they settle.
+        wait_until("a survivor serves the global figures", WAIT, || async {
+            summary_of(*port).await == expected
+        })
+        .await;
+    }
+    for child in three.iter_mut().skip(1).chain(std::iter::once(&mut one)) {
+        terminate(child);
+    }
 }

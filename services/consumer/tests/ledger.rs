@@ -254,3 +254,37 @@ async fn poison_goes_to_the_dead_letter_topic_and_good_data_flows() {
     assert!(metrics.contains("bank_dead_lettered_total{"), "{metrics}");
     ledger.stop().await;
 }
+
+#[tokio::test]
+async fn every_committed_event_has_its_age_measured() {
+    let topics = fresh_topics("ages");
+    let database_url = fresh_sqlite("ledger_ages");
+    let produced = std::time::Instant::now();
+    let raw = RawProducer::new(&topics).await;
+    raw.customer(&customer("E")).await;
+    for cents in [100, 200, -300] {
+        raw.transaction(&transaction("E", cents)).await;
+    }
+    let ledger = spawn_ledger(&topics, &database_url, &[]).await;
+    let line = |body: &str, series: &str, topic: &str| {
+        metric_value(
+            body,
+            &format!("bank_event_age_seconds_{series}{{topic=\"{topic}\"}}"),
+        )
+    };
+    wait_until("three transaction ages observed", WAIT, || async {
+        let (_, body) = ledger.get("/metrics").await;
+        line(&body, "count", &topics.transactions) == Some(3.0)
+    })
+    .await;
+    let (_, body) = ledger.get("/metrics").await;
+    assert_eq!(line(&body, "count", &topics.customers), Some(1.0), "{body}");
+    // From each message's Kafka timestamp to its commit: never negative, never more than the
+    // time since the test produced it.
+    let sum = line(&body, "sum", &topics.transactions).expect("a sum");
+    assert!(
+        sum >= 0.0 && sum <= 3.0 * produced.elapsed().as_secs_f64(),
+        "{sum}"
+    );
+    ledger.stop().await;
+}
