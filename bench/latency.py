@@ -4,7 +4,7 @@ poll:    polls the ledger's consumer_offsets every POLL_MS and writes, each time
          stored next offset moves, (time, partition, next offset): the instant those rows became
          visible to any reader (they commit in the same transaction as the offset).
 report:  reads the transactions topic's Kafka timestamps and prints p50/p95/p99/max of
-         visible - timestamp over every transaction.
+         visible - timestamp over every transaction sent since the measured run began.
 
 An independent measurement: it trusts neither the ledger's clock nor its histogram.
 """
@@ -33,7 +33,7 @@ def poll(dsn: str, group: str, topic: str, out_path: str, stop_path: str, poll_m
             time.sleep(poll_ms / 1000)
 
 
-def report(bootstrap: str, topic: str, visible_path: str, label: str) -> None:
+def report(bootstrap: str, topic: str, visible_path: str, label: str, since: float) -> None:
     from confluent_kafka import Consumer, TopicPartition
 
     moves: dict[int, list[tuple[int, float]]] = {}
@@ -57,8 +57,8 @@ def report(bootstrap: str, topic: str, visible_path: str, label: str) -> None:
                 read = offset + 1
                 # The first stored next offset beyond this record: when it became visible.
                 i = bisect.bisect_right(offsets, offset)
-                if i < len(offsets):
-                    _, ts = message.timestamp()
+                _, ts = message.timestamp()
+                if i < len(offsets) and ts / 1000 >= since:
                     ages.append(partition_moves[i][1] - ts / 1000)
         consumer.unassign()
     consumer.close()
@@ -75,4 +75,4 @@ if __name__ == "__main__":
     if sys.argv[1] == "poll":
         poll(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6], float(sys.argv[7]))
     else:
-        report(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])
+        report(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], float(sys.argv[6]))

@@ -24,6 +24,16 @@ cpu_seconds() {
   awk -v hz="$(getconf CLK_TCK)" '{ printf "%.1f", ($14 + $15) / hz }' "/proc/$1/stat"
 }
 
+# wait_stored DB TOPIC COUNT: until the ledger has stored COUNT offsets of TOPIC (bounded).
+wait_stored() {
+  local deadline=$((SECONDS + 120)) stored=0
+  while ((stored < $3)); do
+    sleep 0.2
+    stored="$(psql "$PG/$1" -qAtX -c "SELECT COALESCE(SUM(next_offset), 0) FROM consumer_offsets WHERE topic = '$2.transactions'")"
+    ((SECONDS < deadline)) || { echo "$2: the ledger stored $stored of $3" >&2; return 1; }
+  done
+}
+
 # one NAME RATE EXTRA_FLAGS...: a fresh topic and database, the ledger, the producer at RATE.
 one() {
   local name="$1" rate="$2"; shift 2
@@ -37,23 +47,23 @@ one() {
   "$PY" bench/latency.py poll "$PG/$db?sslmode=disable" "$db" "$topic.transactions" \
     "$work/$name.visible" "$work/$name.stop" 2 &
   local poller=$!
-  local count=$((rate * SECONDS_EACH))
+  # Warm-up: the topics, the customers and one transaction, and the ledger assigned and caught
+  # up, so that the figures are those of a running ledger, not of its start (group join).
+  ./target/release/producer generate -b "$BOOTSTRAP" -s "$REGISTRY" -t "$topic.transactions" \
+    --customers-topic "$topic.customers" --branches 3 --customers 1000 --count 1 \
+    --seed 8 --silent >"$work/$name.warmup" 2>&1
+  wait_stored "$db" "$topic" 1
+  local count=$((rate * SECONDS_EACH)) since; since="$(date +%s.%N)"
   ./target/release/producer generate -b "$BOOTSTRAP" -s "$REGISTRY" -t "$topic.transactions" \
     --customers-topic "$topic.customers" --branches 3 --customers 1000 --count "$count" \
     --rate "$rate" --seed 9 --silent >"$work/$name.producer" 2>&1
-  # Until the ledger has stored every offset (bounded), then stop everything.
-  local deadline=$((SECONDS + 120)) stored=0
-  while ((stored < count)); do
-    sleep 0.2
-    stored="$(psql "$PG/$db" -qAtX -c "SELECT COALESCE(SUM(next_offset), 0) FROM consumer_offsets WHERE topic = '$topic.transactions'")"
-    ((SECONDS < deadline)) || { echo "$name: ledger stored $stored of $count" >&2; return 1; }
-  done
+  wait_stored "$db" "$topic" $((count + 1))
   local rss; rss="$(awk '/VmHWM/ {printf "%d", $2 / 1024}' "/proc/$ledger/status")"
   local cpu; cpu="$(cpu_seconds "$ledger")"
   touch "$work/$name.stop"
   wait "$poller"
   kill -TERM "$ledger"; wait "$ledger" || true
-  "$PY" bench/latency.py report "$BOOTSTRAP" "$topic.transactions" "$work/$name.visible" "$name" |
+  "$PY" bench/latency.py report "$BOOTSTRAP" "$topic.transactions" "$work/$name.visible" "$name" "$since" |
     "$PY" -c '
 import json, sys
 r = json.load(sys.stdin)
