@@ -11,7 +11,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait};
+use sea_orm::{
+    AccessMode, ConnectionTrait, DatabaseConnection, DbErr, IsolationLevel, TransactionTrait,
+};
 
 use crate::error::ApplyError;
 use crate::ledger::{OffsetSpan, advance_offsets};
@@ -92,8 +94,14 @@ impl Checkpoints {
         db: &DatabaseConnection,
         only: Option<&(String, i32)>,
     ) -> Result<HashMap<(String, i32), Stored>, DbErr> {
-        // One read transaction, so the entries belong to the offsets read with them.
-        let txn = db.begin().await?;
+        // One snapshot (REPEATABLE READ: under PostgreSQL's default READ COMMITTED each statement
+        // sees its own), so the entries belong to the offsets read with them.
+        let txn = db
+            .begin_with_config(
+                Some(IsolationLevel::RepeatableRead),
+                Some(AccessMode::ReadOnly),
+            )
+            .await?;
         let mut stored: HashMap<(String, i32), Stored> = HashMap::new();
         let offsets = Query::select()
             .columns(["topic", "partition", "next_offset"])

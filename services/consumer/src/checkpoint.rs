@@ -181,15 +181,6 @@ impl<S: PartitionState> Book<S> {
         stored_states(&self.db, &self.checkpoints).await
     }
 
-    /// A handle that reads [`Book::stored_states`] from elsewhere (an HTTP route).
-    pub fn reader(&self) -> StoredStates<S> {
-        StoredStates {
-            db: self.db.clone(),
-            checkpoints: self.checkpoints.clone(),
-            state: std::marker::PhantomData,
-        }
-    }
-
     /// The held state of a partition of the batch last prepared.
     pub fn state(&self, key: &PartitionKey) -> Option<&S> {
         self.partitions.get(key).map(|held| &held.state)
@@ -226,29 +217,6 @@ impl<S: PartitionState> Book<S> {
 
     pub fn state_mut(&mut self, key: &PartitionKey) -> Option<&mut S> {
         self.partitions.get_mut(key).map(|held| &mut held.state)
-    }
-}
-
-/// Reads a group's stored states (see [`Book::reader`]).
-pub struct StoredStates<S> {
-    db: DatabaseConnection,
-    checkpoints: Checkpoints,
-    state: std::marker::PhantomData<fn() -> S>,
-}
-
-impl<S> Clone for StoredStates<S> {
-    fn clone(&self) -> Self {
-        StoredStates {
-            db: self.db.clone(),
-            checkpoints: self.checkpoints.clone(),
-            state: std::marker::PhantomData,
-        }
-    }
-}
-
-impl<S: PartitionState> StoredStates<S> {
-    pub async fn read(&self) -> anyhow::Result<Vec<(PartitionKey, S)>> {
-        stored_states(&self.db, &self.checkpoints).await
     }
 }
 

@@ -10,15 +10,19 @@
 //!
 //! Not repeating alerts after a restart: every alert records where its crossing transaction was
 //! read (`source_partition`, `source_offset`). At start the watcher reads the alerts topic from
-//! where the alerts of its last checkpointed batch end ([`AlertMarks`]) to its end, and remembers
-//! the highest position reported per partition; crossings at or before those positions (alerts
-//! sent just before a crash that lost their batch's checkpoint) are recomputed but not sent
-//! again. An alert whose delivery was not confirmed is sent again: at least once, never zero.
-//! The scan covers at most the alerts of one batch, so the start time does not grow with the
-//! history of alerts.
+//! where the alerts of its last checkpointed batch end ([`AlertMarks`]) to its end and remembers
+//! the exact positions reported for its limit; those crossings (alerts sent just before a crash
+//! that lost their batch's checkpoint) are recomputed but not sent again, and each delivery of a
+//! partly failed send is remembered the same way. An alert whose delivery was not confirmed is
+//! sent again: at least once, never zero. The scan covers at most the alerts of one batch, so
+//! the start time does not grow with the history of alerts. Several instances of a group may
+//! share the partitions; an instance that takes a partition over does not rescan, so an alert its
+//! former owner sent for a batch it never checkpointed may be sent twice (still at least once).
+//! An account's balance lives in its partition (key = account): an account whose transactions
+//! reach two partitions has one balance in each.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -26,7 +30,7 @@ use axum::routing::get;
 use bank_contract::pb::{LimitAlert, LimitAlertKind};
 use bank_contract::{Decoder, Event, Registry, money, wire};
 use bank_storage::checkpoint::{Checkpoint, Checkpoints, StateEntry};
-use futures::future::try_join_all;
+use futures::future::join_all;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -92,39 +96,25 @@ pub async fn run(args: LimitsArgs) -> anyhow::Result<()> {
         })?;
     let decoder = Decoder::new(schema_registry.clone());
     let marks = AlertMarks::load(book.database(), &args.group, &args.alerts_topic).await?;
-    let reported = reported_positions(&args, &decoder, &marks.stored).await?;
+    let reported = reported_positions(&args, &decoder, &marks.stored, limit_cents).await?;
     tracing::info!(
         limit = %money::format_cents(limit_cents),
-        already_reported = ?reported,
+        already_reported = reported.len(),
         "limits watcher starting"
     );
 
-    // Every partition's balances as stored: the same answer from any instance of the group.
+    // The group's breaches, every partition's stored balances, refreshed at most every second.
+    let published = Arc::new(Mutex::new(Breaches {
+        limit: money::format_cents(limit_cents),
+        accounts: Vec::new(),
+    }));
     let routes = {
-        let reader = book.reader();
+        let published = published.clone();
         axum::Router::new().route(
             "/breaches",
             get(move || {
-                let reader = reader.clone();
-                async move {
-                    match reader.read().await {
-                        Ok(parts) => Ok(axum::Json(Breaches {
-                            limit: money::format_cents(limit_cents),
-                            accounts: breaches(parts.iter().map(|(_, part)| part), limit_cents)
-                                .into_iter()
-                                .map(|(account, cents)| Breach {
-                                    balance: money::format_cents(cents),
-                                    account_number: account,
-                                    balance_cents: cents,
-                                })
-                                .collect(),
-                        })),
-                        Err(error) => Err((
-                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                            format!("{error:#}"),
-                        )),
-                    }
-                }
+                let current = published.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                async move { axum::Json(current) }
             }),
         )
     };
@@ -138,6 +128,9 @@ pub async fn run(args: LimitsArgs) -> anyhow::Result<()> {
         limit_cents,
         reported,
         marks,
+        delivered: Vec::new(),
+        published,
+        refreshed: None,
         pending: Vec::new(),
         producer: producer_config
             .create()
@@ -147,7 +140,8 @@ pub async fn run(args: LimitsArgs) -> anyhow::Result<()> {
         breaches_gauge,
         alerts_counter,
     };
-    sink.publish();
+    let mut sink = sink;
+    sink.refresh_breaches().await;
     frame
         .run(
             args.source,
@@ -260,13 +254,14 @@ impl AlertMarks {
     }
 }
 
-/// Reads the alerts topic from `marks` (or its beginning) to its end: the highest source offset
-/// already reported, per partition of the transactions topic.
+/// Reads the alerts topic from `marks` (or its beginning) to its end: the crossings already
+/// reported for this limit, as the `(partition, offset)` of their transaction.
 async fn reported_positions(
     args: &LimitsArgs,
     decoder: &Decoder,
     marks: &HashMap<i32, i64>,
-) -> anyhow::Result<HashMap<u32, i64>> {
+    limit_cents: i64,
+) -> anyhow::Result<HashSet<(u32, i64)>> {
     let mut config = args.source.kafka.client_config()?;
     config
         .set("group.id", format!("{}-alerts-reader", args.group))
@@ -292,7 +287,7 @@ async fn reported_positions(
             assignment.add_partition_offset(&topic, partition.id(), Offset::Offset(from))?;
         }
     }
-    let mut reported: HashMap<u32, i64> = HashMap::new();
+    let mut reported = HashSet::new();
     if ends.is_empty() {
         return Ok(reported);
     }
@@ -311,8 +306,12 @@ async fn reported_positions(
             .decode::<LimitAlert>(message.payload().unwrap_or_default())
             .await
         {
-            let mark = reported.entry(alert.source_partition).or_insert(-1);
-            *mark = (*mark).max(alert.source_offset);
+            // Exact positions: alerts of one batch reach several partitions of the alerts topic,
+            // and one of them may be missing after a crash while a later one is there. Another
+            // group's alerts for another limit do not count.
+            if alert.limit_cents == limit_cents {
+                reported.insert((alert.source_partition, alert.source_offset));
+            }
         }
         if ends
             .get(&message.partition())
@@ -330,8 +329,15 @@ struct LimitsSink {
     /// Accounts of the partitions this instance has read at or below the limit (the gauge; the
     /// HTTP answer is the whole group's, from the database).
     breached: BTreeMap<String, i64>,
-    reported: HashMap<u32, i64>,
+    /// Crossings already reported whose transactions may still be read again: found by the scan
+    /// at start, or sent for a batch not yet checkpointed.
+    reported: HashSet<(u32, i64)>,
     marks: AlertMarks,
+    /// Where this batch's alerts landed; the scan marks move there once its checkpoint commits.
+    delivered: Vec<rdkafka::producer::future_producer::Delivery>,
+    /// The group's breaches as served on /breaches, and when they were last read.
+    published: Arc<Mutex<Breaches>>,
+    refreshed: Option<std::time::Instant>,
     /// Alerts of the batch being applied, not yet acknowledged by Kafka.
     pending: Vec<LimitAlert>,
     producer: FutureProducer,
@@ -350,6 +356,7 @@ impl Sink for LimitsSink {
         // Balances after this batch, of the accounts it touched, computed on copies.
         let mut touched: HashMap<PartitionKey, HashMap<String, i64>> = HashMap::new();
         self.pending.clear();
+        self.delivered.clear();
         for ((tx, position), fresh) in batch.transactions.iter().zip(&prepared.fresh) {
             let Some(signed) = money::signed_amount_cents(tx).filter(|_| *fresh) else {
                 continue;
@@ -389,6 +396,16 @@ impl Sink for LimitsSink {
             })
             .collect();
         self.book.commit(batch, prepared.counted, entries).await?;
+        // Committed: its transactions are never read again, so what was reported for them (or
+        // before them) can be forgotten, and the scan marks move past its alerts.
+        for ((_, partition), span) in &batch.offsets {
+            let partition = *partition as u32;
+            self.reported
+                .retain(|(p, offset)| *p != partition || *offset >= span.next);
+        }
+        for delivery in self.delivered.drain(..) {
+            self.marks.delivered(&delivery);
+        }
         self.marks.store(self.book.database()).await;
         for (key, part) in touched {
             let Some(held) = self.book.state_mut(&key) else {
@@ -404,7 +421,17 @@ impl Sink for LimitsSink {
             }
         }
         self.publish();
+        self.refresh_breaches().await;
         Ok(())
+    }
+
+    /// Other instances of the group may go on while this one has nothing to do.
+    fn idle_interval(&self) -> Option<Duration> {
+        Some(Duration::from_secs(1))
+    }
+
+    async fn idle(&mut self) {
+        self.refresh_breaches().await;
     }
 }
 
@@ -418,11 +445,7 @@ impl LimitsSink {
         balance: i64,
     ) {
         let partition = position.partition as u32;
-        if self
-            .reported
-            .get(&partition)
-            .is_some_and(|mark| position.offset <= *mark)
-        {
+        if self.reported.contains(&(partition, position.offset)) {
             return;
         }
         self.pending.push(LimitAlert {
@@ -442,6 +465,37 @@ impl LimitsSink {
 
     fn publish(&self) {
         self.breaches_gauge.set(self.breached.len() as i64);
+    }
+
+    /// Reads every partition's stored balances (this instance's and the others'), at most once
+    /// a second: every account is read, so not after every batch.
+    async fn refresh_breaches(&mut self) {
+        if self
+            .refreshed
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.refreshed = Some(std::time::Instant::now());
+        match self.book.stored_states().await {
+            Ok(parts) => {
+                let accounts = breaches(parts.iter().map(|(_, part)| part), self.limit_cents)
+                    .into_iter()
+                    .map(|(account, cents)| Breach {
+                        balance: money::format_cents(cents),
+                        account_number: account,
+                        balance_cents: cents,
+                    })
+                    .collect();
+                self.published
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .accounts = accounts;
+            }
+            Err(error) => {
+                tracing::warn!(error = format!("{error:#}"), "reading the group's balances")
+            }
+        }
     }
 }
 
@@ -466,10 +520,20 @@ impl LimitsSink {
                     .with_context(|| format!("producing an alert to {topic}"))
             }
         });
-        for delivery in try_join_all(sends).await? {
-            self.marks.delivered(&delivery);
+        // Every delivery is recorded, so a retry after a partial failure sends only the rest.
+        let results = join_all(sends).await;
+        let mut failed = None;
+        let mut sent = Vec::new();
+        for (alert, result) in self.pending.drain(..).zip(results) {
+            match result {
+                Ok(delivery) => {
+                    self.delivered.push(delivery);
+                    sent.push(alert);
+                }
+                Err(error) => failed = failed.or(Some(error)),
+            }
         }
-        for alert in self.pending.drain(..) {
+        for alert in sent {
             let kind = if alert.kind == LimitAlertKind::Breached as i32 {
                 "breached"
             } else {
@@ -488,9 +552,12 @@ impl LimitsSink {
                     kind: kind.to_owned(),
                 })
                 .inc();
-            let mark = self.reported.entry(alert.source_partition).or_insert(-1);
-            *mark = (*mark).max(alert.source_offset);
+            self.reported
+                .insert((alert.source_partition, alert.source_offset));
         }
-        Ok(())
+        match failed {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
     }
 }

@@ -184,7 +184,7 @@ impl Metrics {
                     h
                 }
             };
-            current.observe((now_ms - at).max(0) as f64 / 1000.0);
+            current.observe(now_ms.saturating_sub(at).max(0) as f64 / 1000.0);
         }
     }
 }

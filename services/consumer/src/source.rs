@@ -233,6 +233,9 @@ impl SourceContext {
         state.pending.clear();
         self.bump_generation(&mut state);
         self.health.set_assigned(partitions.len());
+        // An assignment comes from the group coordinator: Kafka answers. Without this, a caught-up
+        // consumer (no message to read) looked unreachable until the first statistics, 5 s in.
+        self.health.set_kafka(true);
         match loaded {
             Ok(stored) => {
                 tracing::info!(

@@ -10,6 +10,7 @@
 //! and integer sums add, deviations combine by Chan et al.'s pairwise form of Welford's).
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::routing::get;
@@ -92,22 +93,15 @@ pub async fn run(args: SummaryArgs) -> anyhow::Result<()> {
         "Population standard deviation of amounts in currency units, by kind",
         stddev.clone(),
     );
-    // Every partition's state as stored, merged: the same answer from any instance.
+    // The group's global figures, refreshed after every batch and every second while idle.
+    let snapshot = Arc::new(Mutex::new(Snapshot::default()));
     let routes = {
-        let reader = book.reader();
+        let snapshot = snapshot.clone();
         axum::Router::new().route(
             "/summary",
             get(move || {
-                let reader = reader.clone();
-                async move {
-                    match reader.read().await {
-                        Ok(parts) => Ok(axum::Json(SummarySink::current(&Totals::merged(parts)))),
-                        Err(error) => Err((
-                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                            format!("{error:#}"),
-                        )),
-                    }
-                }
+                let current = snapshot.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                async move { axum::Json(current) }
             }),
         )
     };
@@ -121,6 +115,7 @@ pub async fn run(args: SummaryArgs) -> anyhow::Result<()> {
         since_print: 0,
         last_print: Instant::now(),
         gauges: (count, mean, stddev),
+        snapshot,
     };
     sink.publish(&[])?;
     frame
@@ -201,6 +196,7 @@ struct SummarySink {
     book: Book<Totals>,
     /// Every partition of the group combined, as stored after the last committed batch.
     total: Totals,
+    snapshot: Arc<Mutex<Snapshot>>,
     every: u64,
     every_ms: Option<Duration>,
     since_print: u64,
@@ -292,6 +288,8 @@ impl Sink for SummarySink {
 impl SummarySink {
     fn publish(&self, lines: &[String]) -> anyhow::Result<()> {
         use std::io::Write;
+        // Served before printed: whoever read a line finds at least its figures on /summary.
+        *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Self::current(&self.total);
         let mut out = std::io::stdout().lock();
         for line in lines {
             writeln!(out, "{line}")?;
