@@ -10,9 +10,10 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
+use sea_orm::sea_query::{ArrayType, Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
-    AccessMode, ConnectionTrait, DatabaseConnection, DbErr, IsolationLevel, TransactionTrait,
+    AccessMode, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    IsolationLevel, Statement, TransactionTrait, Value,
 };
 
 use crate::error::ApplyError;
@@ -143,17 +144,32 @@ impl Checkpoints {
         ids: &[uuid::Uuid],
     ) -> Result<HashSet<uuid::Uuid>, DbErr> {
         let mut found = HashSet::new();
+        let postgres = db.get_database_backend() == DbBackend::Postgres;
         for chunk in ids.chunks(CHUNK) {
-            let select = Query::select()
-                .column("transaction_id")
-                .from("role_counted")
-                .and_where(Expr::col("group_id").eq(self.group.as_str()))
-                .and_where(
-                    Expr::col("transaction_id")
-                        .is_in(chunk.iter().map(|id| id.as_bytes().to_vec())),
-                )
-                .to_owned();
-            for row in db.query_all(&select).await? {
+            let rows = if postgres {
+                // One array parameter, so one prepared statement whatever the batch size: a
+                // list of N parameters would be a new statement for every N, each kept in the
+                // connection's statement cache.
+                db.query_all_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "SELECT transaction_id FROM role_counted \
+                     WHERE group_id = $1 AND transaction_id = ANY($2::bytea[])",
+                    [self.group.as_str().into(), bytes_array(chunk)],
+                ))
+                .await?
+            } else {
+                let select = Query::select()
+                    .column("transaction_id")
+                    .from("role_counted")
+                    .and_where(Expr::col("group_id").eq(self.group.as_str()))
+                    .and_where(
+                        Expr::col("transaction_id")
+                            .is_in(chunk.iter().map(|id| id.as_bytes().to_vec())),
+                    )
+                    .to_owned();
+                db.query_all(&select).await?
+            };
+            for row in rows {
                 let bytes: Vec<u8> = row.try_get("", "transaction_id")?;
                 if let Ok(id) = uuid::Uuid::from_slice(&bytes) {
                     found.insert(id);
@@ -175,19 +191,7 @@ impl Checkpoints {
         advance_offsets(&txn, &self.group, &checkpoint.offsets).await?;
         let mut inserted = 0;
         for chunk in checkpoint.counted.chunks(CHUNK) {
-            let mut insert = Query::insert()
-                .into_table("role_counted")
-                .columns(["group_id", "transaction_id"])
-                .on_conflict(
-                    OnConflict::columns(["group_id", "transaction_id"])
-                        .do_nothing()
-                        .to_owned(),
-                )
-                .to_owned();
-            for id in chunk {
-                insert.values_panic([self.group.as_str().into(), id.as_bytes().to_vec().into()]);
-            }
-            inserted += txn.execute(&insert).await?.rows_affected();
+            inserted += self.insert_counted(&txn, chunk).await?;
         }
         if inserted != checkpoint.counted.len() as u64 {
             return Err(ApplyError::Contended(format!(
@@ -197,27 +201,112 @@ impl Checkpoints {
             )));
         }
         for chunk in checkpoint.entries.chunks(CHUNK) {
-            let mut upsert = Query::insert()
-                .into_table("role_state")
-                .columns(["group_id", "topic", "partition", "key", "value"])
-                .on_conflict(
-                    OnConflict::columns(["group_id", "topic", "partition", "key"])
-                        .update_column("value")
-                        .to_owned(),
-                )
-                .to_owned();
-            for entry in chunk {
-                upsert.values_panic([
-                    self.group.as_str().into(),
-                    entry.topic.as_str().into(),
-                    entry.partition.into(),
-                    entry.key.as_str().into(),
-                    entry.value.as_str().into(),
-                ]);
-            }
-            txn.execute(&upsert).await?;
+            self.upsert_entries(&txn, chunk).await?;
         }
         txn.commit().await?;
         Ok(())
     }
+}
+
+impl Checkpoints {
+    /// Inserts counted ids; returns how many were new.
+    async fn insert_counted(
+        &self,
+        txn: &DatabaseTransaction,
+        ids: &[uuid::Uuid],
+    ) -> Result<u64, DbErr> {
+        if txn.get_database_backend() == DbBackend::Postgres {
+            let statement = Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "INSERT INTO role_counted (group_id, transaction_id) \
+                 SELECT $1, id FROM UNNEST($2::bytea[]) AS ids(id) \
+                 ON CONFLICT (group_id, transaction_id) DO NOTHING",
+                [self.group.as_str().into(), bytes_array(ids)],
+            );
+            return Ok(txn.execute_raw(statement).await?.rows_affected());
+        }
+        let mut insert = Query::insert()
+            .into_table("role_counted")
+            .columns(["group_id", "transaction_id"])
+            .on_conflict(
+                OnConflict::columns(["group_id", "transaction_id"])
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .to_owned();
+        for id in ids {
+            insert.values_panic([self.group.as_str().into(), id.as_bytes().to_vec().into()]);
+        }
+        Ok(txn.execute(&insert).await?.rows_affected())
+    }
+
+    /// Writes state entries, replacing stored values.
+    async fn upsert_entries(
+        &self,
+        txn: &DatabaseTransaction,
+        entries: &[StateEntry],
+    ) -> Result<(), DbErr> {
+        if txn.get_database_backend() == DbBackend::Postgres {
+            let array = |ty: ArrayType, items: Vec<Value>| Value::Array(ty, Some(Box::new(items)));
+            let statement = Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                r#"INSERT INTO role_state (group_id, topic, "partition", "key", "value")
+                   SELECT $1, * FROM UNNEST($2::text[], $3::int4[], $4::text[], $5::text[])
+                   ON CONFLICT (group_id, topic, "partition", "key")
+                   DO UPDATE SET "value" = excluded."value""#,
+                [
+                    self.group.as_str().into(),
+                    array(
+                        ArrayType::String,
+                        entries.iter().map(|e| e.topic.as_str().into()).collect(),
+                    ),
+                    array(
+                        ArrayType::Int,
+                        entries.iter().map(|e| e.partition.into()).collect(),
+                    ),
+                    array(
+                        ArrayType::String,
+                        entries.iter().map(|e| e.key.as_str().into()).collect(),
+                    ),
+                    array(
+                        ArrayType::String,
+                        entries.iter().map(|e| e.value.as_str().into()).collect(),
+                    ),
+                ],
+            );
+            txn.execute_raw(statement).await?;
+            return Ok(());
+        }
+        let mut upsert = Query::insert()
+            .into_table("role_state")
+            .columns(["group_id", "topic", "partition", "key", "value"])
+            .on_conflict(
+                OnConflict::columns(["group_id", "topic", "partition", "key"])
+                    .update_column("value")
+                    .to_owned(),
+            )
+            .to_owned();
+        for entry in entries {
+            upsert.values_panic([
+                self.group.as_str().into(),
+                entry.topic.as_str().into(),
+                entry.partition.into(),
+                entry.key.as_str().into(),
+                entry.value.as_str().into(),
+            ]);
+        }
+        txn.execute(&upsert).await?;
+        Ok(())
+    }
+}
+
+fn bytes_array(ids: &[uuid::Uuid]) -> Value {
+    Value::Array(
+        ArrayType::Bytes,
+        Some(Box::new(
+            ids.iter()
+                .map(|id| Value::Bytes(Some(id.as_bytes().to_vec())))
+                .collect(),
+        )),
+    )
 }

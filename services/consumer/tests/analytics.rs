@@ -7,7 +7,7 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ use support::*;
 
 const WAIT: Duration = Duration::from_secs(120);
 
-fn role(args: &[&str], topics: &Topics, port: u16) -> (Child, Receiver<String>) {
+fn role(args: &[&str], topics: &Topics, port: u16) -> (Reaped, Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_consumer"))
         .args(args)
         .args([
@@ -45,7 +45,7 @@ fn role(args: &[&str], topics: &Topics, port: u16) -> (Child, Receiver<String>) 
             }
         }
     });
-    (child, lines)
+    (Reaped(child), lines)
 }
 
 /// The (amount in cents, is_deposit) script, on account X but the last on Y.
@@ -208,7 +208,7 @@ async fn scripted_sequence_gives_exact_summaries_and_alerts() {
         body.contains("\"count\":3") && body.contains("\"stddev\":\"40.28\""),
         "{body}"
     );
-    terminate(&mut summary);
+    terminate(&mut *summary);
 
     // Restarted, it resumes from its checkpoint: the next line covers all seven transactions,
     // and none of the six is printed (or counted) again.
@@ -220,7 +220,7 @@ async fn scripted_sequence_gives_exact_summaries_and_alerts() {
     let mut longer = SCRIPT.to_vec();
     longer.push(("Y", 2_500));
     assert_eq!(&next, expected_lines(&longer).last().unwrap());
-    terminate(&mut summary);
+    terminate(&mut *summary);
 
     let limits_db = fresh_sqlite("analytics_limits");
     let limits_args = [
@@ -377,7 +377,7 @@ async fn three_summaries_give_the_global_figures_of_one_even_after_one_is_killed
     };
     let shared = format!("{}-three", topics.group);
     let ports = [free_port(), free_port(), free_port()];
-    let mut three: Vec<Child> = ports
+    let mut three: Vec<Reaped> = ports
         .iter()
         .map(|port| spawn(shared.clone(), *port).0)
         .collect();
@@ -420,6 +420,6 @@ async fn three_summaries_give_the_global_figures_of_one_even_after_one_is_killed
         .await;
     }
     for child in three.iter_mut().skip(1).chain(std::iter::once(&mut one)) {
-        terminate(child);
+        terminate(&mut *child);
     }
 }

@@ -632,3 +632,29 @@ pub fn terminate(child: &mut std::process::Child) {
     };
     assert!(status.success(), "a SIGTERM ends with exit 0: {status}");
 }
+
+/// A child process that is killed and reaped when dropped, so that a failing test leaves no
+/// process behind to compete with the next ones.
+pub struct Reaped(pub std::process::Child);
+
+impl std::ops::Deref for Reaped {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
