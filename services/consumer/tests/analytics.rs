@@ -208,7 +208,7 @@ async fn scripted_sequence_gives_exact_summaries_and_alerts() {
         body.contains("\"count\":3") && body.contains("\"stddev\":\"40.28\""),
         "{body}"
     );
-    terminate(&mut *summary);
+    terminate(&mut summary);
 
     // Restarted, it resumes from its checkpoint: the next line covers all seven transactions,
     // and none of the six is printed (or counted) again.
@@ -220,7 +220,7 @@ async fn scripted_sequence_gives_exact_summaries_and_alerts() {
     let mut longer = SCRIPT.to_vec();
     longer.push(("Y", 2_500));
     assert_eq!(&next, expected_lines(&longer).last().unwrap());
-    terminate(&mut *summary);
+    terminate(&mut summary);
 
     let limits_db = fresh_sqlite("analytics_limits");
     let limits_args = [
@@ -420,6 +420,6 @@ async fn three_summaries_give_the_global_figures_of_one_even_after_one_is_killed
         .await;
     }
     for child in three.iter_mut().skip(1).chain(std::iter::once(&mut one)) {
-        terminate(&mut *child);
+        terminate(child);
     }
 }
