@@ -59,13 +59,17 @@ impl RunningStats {
     }
 
     /// The state as stored in a checkpoint: JSON, the exact sum as a decimal string (it may
-    /// exceed what JSON readers take as a number).
+    /// exceed what JSON readers take as a number), the floating accumulators both readable and
+    /// as their exact bits, so a restored state continues bit for bit where it stopped (and so
+    /// every instance of a group computes the same figures).
     pub fn encode(&self) -> serde_json::Value {
         serde_json::json!({
             "count": self.count,
             "sum_cents": self.sum_cents.to_string(),
             "mean": self.mean,
             "m2": self.m2,
+            "mean_bits": format!("{:016x}", self.mean.to_bits()),
+            "m2_bits": format!("{:016x}", self.m2.to_bits()),
         })
     }
 
@@ -76,6 +80,9 @@ impl RunningStats {
                 .ok_or_else(|| anyhow::anyhow!("missing {name:?}"))
         };
         let float = |name: &str| -> anyhow::Result<f64> {
+            if let Some(bits) = value.get(format!("{name}_bits")).and_then(|b| b.as_str()) {
+                return Ok(f64::from_bits(u64::from_str_radix(bits, 16)?));
+            }
             field(name)?
                 .as_f64()
                 .ok_or_else(|| anyhow::anyhow!("{name:?} is not a number"))
@@ -201,6 +208,7 @@ mod tests {
         }
         let stored = serde_json::to_string(&stats.encode()).unwrap();
         let back = RunningStats::decode(&serde_json::from_str(&stored).unwrap()).unwrap();
+        assert_eq!(back, stats, "bit for bit");
         assert_eq!(back.count(), 3);
         assert_eq!(back.sum_cents, stats.sum_cents);
         assert_eq!(

@@ -151,7 +151,10 @@ impl Totals {
     }
 
     /// Partitions' states combined.
-    fn merged(parts: Vec<(PartitionKey, Totals)>) -> Totals {
+    fn merged(mut parts: Vec<(PartitionKey, Totals)>) -> Totals {
+        // In partition order: floating-point merges depend on their order, and every instance
+        // must show the same figures.
+        parts.sort_by(|a, b| a.0.cmp(&b.0));
         parts
             .iter()
             .fold(Totals::default(), |all, (_, part)| all.merge(part))
@@ -268,20 +271,38 @@ impl Sink for SummarySink {
                 *held = part;
             }
         }
-        // The global figures: every partition as stored, this instance's just committed and
-        // those of the other instances of the group as of their last checkpoint.
-        self.total = match self.book.stored_states().await {
-            Ok(parts) => Totals::merged(parts),
+        self.total = total;
+        self.refresh().await;
+        self.publish(&lines)?;
+        Ok(())
+    }
+
+    /// Other instances of the group may go on while this one has nothing to do.
+    fn idle_interval(&self) -> Option<Duration> {
+        Some(Duration::from_secs(1))
+    }
+
+    async fn idle(&mut self) {
+        self.refresh().await;
+        if let Err(error) = self.publish(&[]) {
+            tracing::warn!(error = format!("{error:#}"), "publishing the summary");
+        }
+    }
+}
+
+impl SummarySink {
+    /// The global figures: every partition as stored, this instance's just committed and those
+    /// of the other instances of the group as of their last checkpoint.
+    async fn refresh(&mut self) {
+        match self.book.stored_states().await {
+            Ok(parts) => self.total = Totals::merged(parts),
             Err(error) => {
                 tracing::warn!(
                     error = format!("{error:#}"),
                     "reading the other partitions' figures"
                 );
-                total
             }
-        };
-        self.publish(&lines)?;
-        Ok(())
+        }
     }
 }
 
