@@ -66,22 +66,12 @@ impl<S: PartitionState> Book<S> {
         let checkpoints = Checkpoints::new(group);
         // Everything stored, now: the role's figures are whole before its first batch, and a
         // partition resumed at its stored offset needs no load later.
-        let mut partitions = HashMap::new();
-        for (key, stored) in checkpoints
-            .load_all(&db)
+        let partitions: HashMap<PartitionKey, Held<S>> = restore_all(&db, &checkpoints)
             .await
             .with_context(|| format!("loading the checkpoints of {group}"))?
-        {
-            let state = S::restore(stored.entries)
-                .with_context(|| format!("reading the stored state of {}[{}]", key.0, key.1))?;
-            partitions.insert(
-                key,
-                Held {
-                    next: stored.next,
-                    state,
-                },
-            );
-        }
+            .into_iter()
+            .map(|(key, next, state)| (key, Held { next, state }))
+            .collect();
         tracing::info!(
             database = %shown,
             group,
@@ -224,6 +214,18 @@ async fn stored_states<S: PartitionState>(
     db: &DatabaseConnection,
     checkpoints: &Checkpoints,
 ) -> anyhow::Result<Vec<(PartitionKey, S)>> {
+    Ok(restore_all(db, checkpoints)
+        .await?
+        .into_iter()
+        .map(|(key, _, state)| (key, state))
+        .collect())
+}
+
+/// Every stored partition of the group: its stored next offset and its restored state.
+async fn restore_all<S: PartitionState>(
+    db: &DatabaseConnection,
+    checkpoints: &Checkpoints,
+) -> anyhow::Result<Vec<(PartitionKey, Option<i64>, S)>> {
     checkpoints
         .load_all(db)
         .await
@@ -232,7 +234,7 @@ async fn stored_states<S: PartitionState>(
         .map(|(key, stored)| {
             let state = S::restore(stored.entries)
                 .with_context(|| format!("reading the stored state of {}[{}]", key.0, key.1))?;
-            Ok((key, state))
+            Ok((key, stored.next, state))
         })
         .collect()
 }

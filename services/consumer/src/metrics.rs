@@ -165,26 +165,20 @@ impl Metrics {
             .iter()
             .map(|(_, p)| p)
             .chain(decoded.transactions.iter().map(|(_, p)| p));
-        let mut histogram: Option<(&str, Histogram)> = None;
+        // One label lookup per topic of the batch, not per event.
+        let mut by_topic: std::collections::HashMap<&str, Histogram> = Default::default();
         for position in positions {
             let Some(at) = position.record.timestamp_ms else {
                 continue;
             };
-            let topic = position.topic.as_str();
-            let current = match &histogram {
-                Some((known, h)) if *known == topic => h.clone(),
-                _ => {
-                    let h = self
-                        .event_age
-                        .get_or_create(&TopicLabel {
-                            topic: topic.to_owned(),
-                        })
-                        .clone();
-                    histogram = Some((topic, h.clone()));
-                    h
-                }
-            };
-            current.observe(now_ms.saturating_sub(at).max(0) as f64 / 1000.0);
+            let histogram = by_topic.entry(position.topic.as_str()).or_insert_with(|| {
+                self.event_age
+                    .get_or_create(&TopicLabel {
+                        topic: position.topic.clone(),
+                    })
+                    .clone()
+            });
+            histogram.observe(now_ms.saturating_sub(at).max(0) as f64 / 1000.0);
         }
     }
 }
