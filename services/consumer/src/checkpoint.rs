@@ -99,7 +99,7 @@ impl<S: PartitionState> Book<S> {
     /// continues from, and finds which of its transactions are counted for the first time.
     pub async fn prepare(&mut self, batch: &Decoded) -> Result<Prepared, WriteError> {
         let mut loaded = false;
-        for (key, span) in &batch.offsets {
+        for (key, span) in &batch.events.offsets {
             if self
                 .partitions
                 .get(key)
@@ -132,9 +132,10 @@ impl<S: PartitionState> Book<S> {
             loaded = true;
         }
         let ids: Vec<Option<uuid::Uuid>> = batch
+            .events
             .transactions
             .iter()
-            .map(|(tx, _)| uuid::Uuid::parse_str(&tx.transaction_id).ok())
+            .map(|tx| uuid::Uuid::parse_str(&tx.transaction_id).ok())
             .collect();
         let all: Vec<uuid::Uuid> = ids.iter().flatten().copied().collect();
         let known = self
@@ -192,12 +193,12 @@ impl<S: PartitionState> Book<S> {
         entries: Vec<StateEntry>,
     ) -> Result<(), WriteError> {
         let checkpoint = Checkpoint {
-            offsets: batch.offsets.clone(),
+            offsets: batch.events.offsets.clone(),
             counted,
             entries,
         };
         self.checkpoints.commit(&self.db, &checkpoint).await?;
-        for (key, span) in &batch.offsets {
+        for (key, span) in &batch.events.offsets {
             if let Some(held) = self.partitions.get_mut(key) {
                 held.next = Some(span.next);
             }

@@ -9,10 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use bank_contract::pb::TransactionKind;
 use bank_runtime::shutdown::Stop;
-use bank_storage::ledger::{Applied, Batch, CustomerRow, Ledger, TransactionRow, parked_count};
-use chrono::{DateTime, Utc};
+use bank_storage::ledger::{Applied, Ledger, parked_count};
 use sea_orm::{DatabaseConnection, DbBackend};
 
 use crate::cli::LedgerArgs;
@@ -121,11 +119,11 @@ impl Application {
                 ],
                 first: Some(source_args.customers_topic.clone()),
                 capacity: args.batch_size * 2,
-                // Records in flight, from the poll to their commit: one batch being written per
-                // writer and one being filled. Each record's decoded event and its database row
-                // hold about as many bytes again, so memory stays near twice this budget with
-                // large records, the same order as with ordinary ones (see bench-consumer).
-                in_flight_bytes: args.max_batch_bytes.saturating_mul(writers + 1),
+                // Records in flight, from the poll to their commit, weighed with their decoded
+                // rows: the batch the writers are committing (shared between them) and the
+                // next one, filled meanwhile. More buys no throughput (the writers are what
+                // limits it), only memory.
+                in_flight_bytes: args.max_batch_bytes.saturating_mul(2),
             },
             offsets,
             sinks,
@@ -157,8 +155,7 @@ struct LedgerSink {
 impl Sink for LedgerSink {
     async fn apply(&mut self, decoded: &Decoded) -> Result<(), WriteError> {
         crate::fault::writer_panic_point();
-        let batch = to_batch(decoded);
-        let applied = self.ledger.apply(&self.db, &batch).await?;
+        let applied = self.ledger.apply(&self.db, &decoded.events).await?;
         self.account(&applied).await;
         Ok(())
     }
@@ -210,51 +207,4 @@ impl LedgerSink {
             tracing::warn!(%error, "cannot write the tuple log");
         }
     }
-}
-
-/// Decoded events as ledger rows.
-fn to_batch(decoded: &Decoded) -> Batch {
-    Batch {
-        customers: decoded
-            .customers
-            .iter()
-            .map(|(c, position)| CustomerRow {
-                account_number: c.account_number.clone(),
-                first_name: c.first_name.clone(),
-                last_name: c.last_name.clone(),
-                email: c.email.clone(),
-                created_at: c.created_at.as_ref().and_then(to_datetime),
-                branch_id: i64::from(c.branch_id),
-                updated_at: c.updated_at.as_ref().and_then(to_datetime),
-                source_partition: position.partition,
-                source_offset: position.offset,
-            })
-            .collect(),
-        transactions: decoded
-            .transactions
-            .iter()
-            .map(|(tx, position)| TransactionRow {
-                transaction_id: tx.transaction_id.clone(),
-                account_number: tx.account_number.clone(),
-                transaction_reference: tx.transaction_reference.clone(),
-                transaction_datetime: tx.transaction_datetime.as_ref().and_then(to_datetime),
-                kind: match TransactionKind::try_from(tx.kind) {
-                    Ok(TransactionKind::Withdrawal) => "WITHDRAWAL",
-                    _ => "DEPOSIT",
-                }
-                .to_owned(),
-                amount_cents: tx.amount_cents,
-                currency: tx.currency.clone(),
-                branch_id: i64::from(tx.branch_id),
-                description: tx.description.clone(),
-                source_partition: position.partition,
-                source_offset: position.offset,
-            })
-            .collect(),
-        offsets: decoded.offsets.clone(),
-    }
-}
-
-fn to_datetime(ts: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
-    DateTime::from_timestamp(ts.seconds, u32::try_from(ts.nanos).ok()?)
 }

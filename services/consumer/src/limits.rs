@@ -357,11 +357,12 @@ impl Sink for LimitsSink {
         let mut touched: HashMap<PartitionKey, HashMap<String, i64>> = HashMap::new();
         self.pending.clear();
         self.delivered.clear();
-        for ((tx, position), fresh) in batch.transactions.iter().zip(&prepared.fresh) {
-            let Some(signed) = money::signed_amount_cents(tx).filter(|_| *fresh) else {
+        for ((tx, position), fresh) in batch.transactions().zip(&prepared.fresh) {
+            if !fresh {
                 continue;
-            };
-            let key = (position.topic.clone(), position.partition);
+            }
+            let signed = tx.signed_cents();
+            let key = position.key();
             let before = touched
                 .get(&key)
                 .and_then(|part| part.get(&tx.account_number))
@@ -398,7 +399,7 @@ impl Sink for LimitsSink {
         self.book.commit(batch, prepared.counted, entries).await?;
         // Committed: its transactions are never read again, so what was reported for them (or
         // before them) can be forgotten, and the scan marks move past its alerts.
-        for ((_, partition), span) in &batch.offsets {
+        for ((_, partition), span) in &batch.events.offsets {
             let partition = *partition as u32;
             self.reported
                 .retain(|(p, offset)| *p != partition || *offset >= span.next);
@@ -439,7 +440,7 @@ impl LimitsSink {
     /// Queues the alert of a crossing, unless it was reported before a restart.
     fn alert(
         &mut self,
-        tx: &bank_contract::pb::Transaction,
+        tx: &bank_storage::ledger::TransactionRow,
         position: &crate::pipeline::Position,
         crossing: Crossing,
         balance: i64,
@@ -457,7 +458,10 @@ impl LimitsSink {
             balance_cents: balance,
             limit_cents: self.limit_cents,
             transaction_id: tx.transaction_id.clone(),
-            occurred_at: tx.transaction_datetime,
+            occurred_at: tx.transaction_datetime.map(|at| prost_types::Timestamp {
+                seconds: at.timestamp(),
+                nanos: at.timestamp_subsec_nanos() as i32,
+            }),
             source_partition: partition,
             source_offset: position.offset,
         });

@@ -160,21 +160,17 @@ impl Metrics {
     /// Observes the age of every event of a committed batch.
     pub fn observe_ages(&self, decoded: &crate::pipeline::Decoded) {
         let now_ms = chrono::Utc::now().timestamp_millis();
-        let positions = decoded
-            .customers
-            .iter()
-            .map(|(_, p)| p)
-            .chain(decoded.transactions.iter().map(|(_, p)| p));
+        let positions = decoded.positions();
         // One label lookup per topic of the batch, not per event.
         let mut by_topic: std::collections::HashMap<&str, Histogram> = Default::default();
         for position in positions {
             let Some(at) = position.record.timestamp_ms else {
                 continue;
             };
-            let histogram = by_topic.entry(position.topic.as_str()).or_insert_with(|| {
+            let histogram = by_topic.entry(position.topic()).or_insert_with(|| {
                 self.event_age
                     .get_or_create(&TopicLabel {
-                        topic: position.topic.clone(),
+                        topic: position.topic().to_owned(),
                     })
                     .clone()
             });

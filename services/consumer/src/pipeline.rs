@@ -12,15 +12,15 @@
 //! branch's customers and transactions (same partition number on both topics) meet in the same
 //! writer. With a database behind the sinks, that is what lets two backends work at once.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bank_contract::pb::{Customer, Transaction};
+use bank_contract::pb::{Customer, Transaction, TransactionKind};
 use bank_contract::{Decoder, validate};
 use bank_runtime::backoff::Backoff;
 use bank_runtime::shutdown::Stop;
-use bank_storage::ledger::{ApplyError, OffsetSpan};
+use bank_storage::ledger::{ApplyError, Batch, CustomerRow, OffsetSpan, TransactionRow};
+use chrono::{DateTime, Utc};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
@@ -33,20 +33,35 @@ use crate::source::{Control, PartitionKey, Record, Reseek, Source};
 /// writer can still dead-letter it untouched when the database refuses it.
 #[derive(Debug, Clone)]
 pub struct Position {
-    pub topic: String,
     pub partition: i32,
     pub offset: i64,
     pub record: Arc<Record>,
 }
 
+impl Position {
+    pub fn topic(&self) -> &str {
+        &self.record.topic
+    }
+
+    pub fn key(&self) -> PartitionKey {
+        (self.record.topic.clone(), self.partition)
+    }
+}
+
 /// A batch of valid events, in consumption order per partition, with the offsets it covers.
+///
+/// The events are decoded once, straight into the rows the ledger stores (the analytics read
+/// the same rows): at full speed a batch's copies of its events are most of the consumer's
+/// memory, so there is one copy, moved out of the decoded message, not cloned.
 #[derive(Debug, Default)]
 pub struct Decoded {
-    pub customers: Vec<(Customer, Position)>,
-    pub transactions: Vec<(Transaction, Position)>,
-    /// `(topic, partition) ->` the stored offset the batch continues from and the next one,
-    /// poison messages included.
-    pub offsets: BTreeMap<PartitionKey, OffsetSpan>,
+    /// The valid events and `(topic, partition) ->` the stored offset the batch continues from
+    /// and the next one, poison messages included.
+    pub events: Batch,
+    /// Where each of `events.customers` was read from, in the same order.
+    pub customer_positions: Vec<Position>,
+    /// Where each of `events.transactions` was read from, in the same order.
+    pub transaction_positions: Vec<Position>,
     /// Records read, poison included.
     pub records: usize,
     /// The source generation the records were read under; older than the current one: stale.
@@ -57,8 +72,8 @@ pub struct Decoded {
 fn letter(decoded: &Decoded, refusal: &bank_storage::ledger::Refusal) -> Option<DeadLetter> {
     use bank_storage::ledger::Item;
     let position = match refusal.item {
-        Item::Customer(i) => &decoded.customers.get(i)?.1,
-        Item::Transaction(i) => &decoded.transactions.get(i)?.1,
+        Item::Customer(i) => decoded.customer_positions.get(i)?,
+        Item::Transaction(i) => decoded.transaction_positions.get(i)?,
     };
     Some(DeadLetter {
         record: position.record.clone(),
@@ -68,7 +83,31 @@ fn letter(decoded: &Decoded, refusal: &bank_storage::ledger::Refusal) -> Option<
     })
 }
 
+/// Keeps the items of `items` whose index is not in `drop`.
+fn retain_unlisted<T>(items: &mut Vec<T>, drop: &std::collections::HashSet<usize>) {
+    let mut index = 0;
+    items.retain(|_| {
+        index += 1;
+        !drop.contains(&(index - 1))
+    });
+}
+
 impl Decoded {
+    /// The valid transactions with where each was read from.
+    pub fn transactions(&self) -> impl Iterator<Item = (&TransactionRow, &Position)> {
+        self.events
+            .transactions
+            .iter()
+            .zip(&self.transaction_positions)
+    }
+
+    /// Where every valid event was read from, customers first.
+    pub fn positions(&self) -> impl Iterator<Item = &Position> {
+        self.customer_positions
+            .iter()
+            .chain(&self.transaction_positions)
+    }
+
     /// Drops refused events; their offsets stay covered (they are dead-lettered).
     fn remove(&mut self, refusals: &[bank_storage::ledger::Refusal]) {
         use bank_storage::ledger::Item;
@@ -80,29 +119,85 @@ impl Decoded {
                 Item::Transaction(i) => transactions.insert(i),
             };
         }
-        let mut index = 0;
-        self.customers.retain(|_| {
-            index += 1;
-            !customers.contains(&(index - 1))
-        });
-        let mut index = 0;
-        self.transactions.retain(|_| {
-            index += 1;
-            !transactions.contains(&(index - 1))
-        });
+        retain_unlisted(&mut self.events.customers, &customers);
+        retain_unlisted(&mut self.customer_positions, &customers);
+        retain_unlisted(&mut self.events.transactions, &transactions);
+        retain_unlisted(&mut self.transaction_positions, &transactions);
     }
 
     /// Notes that `record` is part of this batch (valid or poison).
     fn cover(&mut self, record: &Record) {
         self.records += 1;
-        self.offsets
-            .entry((record.topic.clone(), record.partition))
-            .and_modify(|span| span.next = span.next.max(record.offset + 1))
-            .or_insert(OffsetSpan {
+        if let Some(span) = self
+            .events
+            .offsets
+            .get_mut(&(record.topic.clone(), record.partition))
+        {
+            span.next = span.next.max(record.offset + 1);
+            return;
+        }
+        self.events.offsets.insert(
+            (record.topic.clone(), record.partition),
+            OffsetSpan {
                 expected: record.expected,
                 next: record.offset + 1,
-            });
+            },
+        );
     }
+
+    fn push_transaction(&mut self, tx: Transaction, position: Position) {
+        self.events
+            .transactions
+            .push(transaction_row(tx, &position));
+        self.transaction_positions.push(position);
+    }
+
+    fn push_customer(&mut self, customer: Customer, position: Position) {
+        self.events
+            .customers
+            .push(customer_row(customer, &position));
+        self.customer_positions.push(position);
+    }
+}
+
+/// A validated transaction as the ledger stores it; its strings are moved, not copied.
+fn transaction_row(tx: Transaction, position: &Position) -> TransactionRow {
+    let kind = match TransactionKind::try_from(tx.kind) {
+        Ok(TransactionKind::Withdrawal) => "WITHDRAWAL",
+        _ => "DEPOSIT",
+    };
+    TransactionRow {
+        transaction_datetime: tx.transaction_datetime.as_ref().and_then(to_datetime),
+        transaction_id: tx.transaction_id,
+        account_number: tx.account_number,
+        transaction_reference: tx.transaction_reference,
+        kind: kind.to_owned(),
+        amount_cents: tx.amount_cents,
+        currency: tx.currency,
+        branch_id: i64::from(tx.branch_id),
+        description: tx.description,
+        source_partition: position.partition,
+        source_offset: position.offset,
+    }
+}
+
+/// A validated customer as the ledger stores it.
+fn customer_row(c: Customer, position: &Position) -> CustomerRow {
+    CustomerRow {
+        created_at: c.created_at.as_ref().and_then(to_datetime),
+        updated_at: c.updated_at.as_ref().and_then(to_datetime),
+        account_number: c.account_number,
+        first_name: c.first_name,
+        last_name: c.last_name,
+        email: c.email,
+        branch_id: i64::from(c.branch_id),
+        source_partition: position.partition,
+        source_offset: position.offset,
+    }
+}
+
+fn to_datetime(ts: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(ts.seconds, u32::try_from(ts.nanos).ok()?)
 }
 
 /// Why a sink could not apply a batch, and so what the writer does next.
@@ -542,7 +637,7 @@ impl Writer {
 
     fn commit_to_kafka(&self, decoded: &Decoded, committed: &mut TopicPartitionList) {
         let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), span) in &decoded.offsets {
+        for ((topic, partition), span) in &decoded.events.offsets {
             let next = Offset::Offset(span.next);
             let _ = tpl.add_partition_offset(topic, *partition, next);
             let _ = committed.add_partition_offset(topic, *partition, next);
@@ -776,7 +871,6 @@ impl Front {
             let decoded = &mut parts[record.partition.unsigned_abs() as usize % writers];
             decoded.cover(record);
             let position = Position {
-                topic: record.topic.clone(),
                 partition: record.partition,
                 offset: record.offset,
                 record: record.clone(),
@@ -786,7 +880,7 @@ impl Front {
                 match self.decoder.decode::<Transaction>(bytes).await {
                     Ok(tx) => match validate::canonical_transaction(tx) {
                         Ok(tx) => {
-                            decoded.transactions.push((tx, position));
+                            decoded.push_transaction(tx, position);
                             Ok(())
                         }
                         Err(violation) => Err(("contract-violation", violation.to_string())),
@@ -798,7 +892,7 @@ impl Front {
                 match self.decoder.decode::<Customer>(bytes).await {
                     Ok(c) => match validate::customer(&c) {
                         Ok(()) => {
-                            decoded.customers.push((c, position));
+                            decoded.push_customer(c, position);
                             Ok(())
                         }
                         Err(violation) => Err(("contract-violation", violation.to_string())),
@@ -879,14 +973,14 @@ mod tests {
         share.cover(&record(0, 8, Some(8), 1));
         share.cover(&record(2, 0, None, 1));
         assert_eq!(
-            share.offsets[&("t".to_owned(), 0)],
+            share.events.offsets[&("t".to_owned(), 0)],
             OffsetSpan {
                 expected: Some(5),
                 next: 9
             }
         );
         assert_eq!(
-            share.offsets[&("t".to_owned(), 2)],
+            share.events.offsets[&("t".to_owned(), 2)],
             OffsetSpan {
                 expected: None,
                 next: 1

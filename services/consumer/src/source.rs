@@ -63,18 +63,25 @@ pub struct Record {
 }
 
 impl Record {
-    /// What the record weighs against the byte budget: its bytes plus a fixed overhead.
+    /// What the record weighs against the byte budget: an estimate of the memory it holds until
+    /// it is committed. The record itself (its bytes and about 250 bytes of structure) and, once
+    /// decoded, its row (its strings are about as long as the encoded message, plus about 250
+    /// bytes of structure); measured with heaptrack, see the README's memory section.
     pub fn weight(&self) -> usize {
-        256 + self.topic.len()
+        let bytes = self.topic.len()
             + self.key.as_ref().map_or(0, Vec::len)
             + self.payload.as_ref().map_or(0, Vec::len)
             + self
                 .headers
                 .iter()
                 .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
-                .sum::<usize>()
+                .sum::<usize>();
+        RECORD_OVERHEAD + 2 * bytes
     }
 }
+
+/// The structure around a record's bytes and its decoded row's (see [`Record::weight`]).
+const RECORD_OVERHEAD: usize = 512;
 
 /// Requests from the Kafka thread that the pipeline must answer before the thread goes on.
 #[derive(Debug)]
@@ -595,10 +602,17 @@ pub fn start(
         // A topic created after the consumer started is noticed within seconds, not the
         // default five minutes.
         .set("topic.metadata.refresh.interval.ms", "10000");
-    // librdkafka prefetches up to 64 MiB by default, outside our byte budget; a quarter of it
-    // keeps the fetcher ahead of the writers (unless the operator set it).
-    if config.get("queued.max.messages.kbytes").is_none() {
-        config.set("queued.max.messages.kbytes", "16384");
+    // librdkafka prefetches up to 64 MiB of messages by default, outside our byte budget (and
+    // its per-message structures double that). 4 MiB keeps the fetcher ahead of the writers as
+    // long as a fetch is re-issued soon after the queue drains below it: by default librdkafka
+    // waits a full second, which starved the pipeline (the operator's settings win).
+    for (key, value) in [
+        ("queued.max.messages.kbytes", "4096"),
+        ("fetch.queue.backoff.ms", "20"),
+    ] {
+        if config.get(key).is_none() {
+            config.set(key, value);
+        }
     }
     let (records_tx, records) = mpsc::channel(subscription.capacity.max(1));
     let (control_tx, control) = mpsc::unbounded_channel();

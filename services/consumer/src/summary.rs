@@ -234,14 +234,16 @@ impl Sink for SummarySink {
         let mut parts: HashMap<PartitionKey, Totals> = HashMap::new();
         let mut total = self.total;
         let mut lines = Vec::new();
-        for ((tx, position), fresh) in batch.transactions.iter().zip(&prepared.fresh) {
-            let Ok(kind) = TransactionKind::try_from(tx.kind) else {
-                continue;
-            };
+        for ((tx, position), fresh) in batch.transactions().zip(&prepared.fresh) {
             if !fresh {
                 continue;
             }
-            let key = (position.topic.clone(), position.partition);
+            let kind = if tx.signed_cents() < 0 {
+                TransactionKind::Withdrawal
+            } else {
+                TransactionKind::Deposit
+            };
+            let key = position.key();
             let part = parts
                 .entry(key)
                 .or_insert_with_key(|key| self.book.state(key).copied().unwrap_or_default());
