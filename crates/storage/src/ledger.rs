@@ -70,8 +70,8 @@ pub struct TransactionRow {
     pub account_number: String,
     pub transaction_reference: String,
     pub transaction_datetime: Option<DateTime<Utc>>,
-    /// `DEPOSIT` or `WITHDRAWAL`.
-    pub kind: String,
+    /// `DEPOSIT` or `WITHDRAWAL` (static: one allocation less per row in flight).
+    pub kind: &'static str,
     /// Positive; `kind` carries the sign.
     pub amount_cents: i64,
     pub currency: String,
@@ -153,10 +153,10 @@ pub struct Applied {
     pub refused: Vec<Refusal>,
 }
 
-/// Rows per `UNNEST` statement. The bound arrays are copies of the rows (and the driver
-/// encodes them once more), so a statement per whole share doubled a writer's memory; at a few
-/// thousand rows per statement the extra round trips cost nothing measurable.
-const UNNEST_CHUNK: usize = 2_500;
+/// Rows per `UNNEST` statement: a writer's whole share of a batch, as a rule. The bound
+/// arrays are copies of the rows, but smaller statements cost more than they save: chunks of
+/// 2,500 saved 30 MiB of peak RSS in bench-consumer and cost 10% of its rows/s.
+const UNNEST_CHUNK: usize = 20_000;
 
 /// Bind parameters per statement: SQLite allows 32766, PostgreSQL 65535.
 const MAX_PARAMS: usize = 30_000;
@@ -979,7 +979,7 @@ async fn insert_transactions_unnest(
             column(ArrayType::ChronoDateTimeUtc, &|r| {
                 Value::ChronoDateTimeUtc(r.transaction_datetime)
             }),
-            column(ArrayType::String, &|r| r.kind.clone().into()),
+            column(ArrayType::String, &|r| r.kind.into()),
             column(ArrayType::BigInt, &|r| r.amount_cents.into()),
             column(ArrayType::String, &|r| r.currency.clone().into()),
             column(ArrayType::BigInt, &|r| r.branch_id.into()),
@@ -1144,7 +1144,7 @@ fn transaction_values(row: &TransactionRow) -> [SimpleExpr; 11] {
         row.account_number.clone().into(),
         row.transaction_reference.clone().into(),
         row.transaction_datetime.into(),
-        row.kind.clone().into(),
+        row.kind.into(),
         row.amount_cents.into(),
         row.currency.clone().into(),
         row.branch_id.into(),
@@ -1154,13 +1154,24 @@ fn transaction_values(row: &TransactionRow) -> [SimpleExpr; 11] {
     ]
 }
 
+/// The stored kind as the static string the rows carry.
+fn kind_of(stored: &str) -> Result<&'static str, DbErr> {
+    match stored {
+        "DEPOSIT" => Ok("DEPOSIT"),
+        "WITHDRAWAL" => Ok("WITHDRAWAL"),
+        other => Err(DbErr::Type(format!(
+            "stored transaction kind {other:?} is not DEPOSIT or WITHDRAWAL"
+        ))),
+    }
+}
+
 fn transaction_from_row(row: &QueryResult) -> Result<TransactionRow, DbErr> {
     Ok(TransactionRow {
         transaction_id: row.try_get("", "transaction_id")?,
         account_number: row.try_get("", "account_number")?,
         transaction_reference: row.try_get("", "transaction_reference")?,
         transaction_datetime: row.try_get("", "transaction_datetime")?,
-        kind: row.try_get("", "kind")?,
+        kind: kind_of(&row.try_get::<String>("", "kind")?)?,
         amount_cents: row.try_get("", "amount_cents")?,
         currency: row.try_get("", "currency")?,
         branch_id: row.try_get("", "branch_id")?,

@@ -167,7 +167,7 @@ impl DeadLetters {
         for (key, value) in [
             (HEADER_ERROR_KIND, letter.reason_kind),
             (HEADER_ERROR_MESSAGE, reason.as_str()),
-            (HEADER_SOURCE_TOPIC, record.topic.as_str()),
+            (HEADER_SOURCE_TOPIC, &*record.topic),
             (HEADER_SOURCE_PARTITION, partition.as_str()),
             (HEADER_SOURCE_OFFSET, offset.as_str()),
         ] {

@@ -120,10 +120,11 @@ impl Application {
                 first: Some(source_args.customers_topic.clone()),
                 capacity: args.batch_size * 2,
                 // Records in flight, from the poll to their commit, weighed with their decoded
-                // rows: the batch the writers are committing (shared between them) and the
-                // next one, filled meanwhile. More buys no throughput (the writers are what
-                // limits it), only memory.
-                in_flight_bytes: args.max_batch_bytes.saturating_mul(2),
+                // rows: the batch the writers are committing (shared between them), the next
+                // one, queued, and one being gathered. Measured in bench-consumer: two batches'
+                // worth saved 20 MiB of peak RSS and cost 5-7% of the rows/s (the queued batch
+                // is handed over with whatever has gathered when the writers take theirs).
+                in_flight_bytes: args.max_batch_bytes.saturating_mul(3),
             },
             offsets,
             sinks,

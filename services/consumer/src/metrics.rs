@@ -55,7 +55,7 @@ impl Metrics {
         for letter in letters {
             self.dead_lettered
                 .get_or_create(&DeadLetterLabels {
-                    topic: letter.record.topic.clone(),
+                    topic: letter.record.topic.to_string(),
                     reason: letter.reason_kind.to_owned(),
                 })
                 .inc();

@@ -44,7 +44,7 @@ impl Position {
     }
 
     pub fn key(&self) -> PartitionKey {
-        (self.record.topic.clone(), self.partition)
+        (self.record.topic.to_string(), self.partition)
     }
 }
 
@@ -131,13 +131,13 @@ impl Decoded {
         if let Some(span) = self
             .events
             .offsets
-            .get_mut(&(record.topic.clone(), record.partition))
+            .get_mut(&(record.topic.to_string(), record.partition))
         {
             span.next = span.next.max(record.offset + 1);
             return;
         }
         self.events.offsets.insert(
-            (record.topic.clone(), record.partition),
+            (record.topic.to_string(), record.partition),
             OffsetSpan {
                 expected: record.expected,
                 next: record.offset + 1,
@@ -171,7 +171,7 @@ fn transaction_row(tx: Transaction, position: &Position) -> TransactionRow {
         transaction_id: tx.transaction_id,
         account_number: tx.account_number,
         transaction_reference: tx.transaction_reference,
-        kind: kind.to_owned(),
+        kind,
         amount_cents: tx.amount_cents,
         currency: tx.currency,
         branch_id: i64::from(tx.branch_id),
@@ -619,7 +619,7 @@ impl Writer {
         }
         for letter in &letters {
             tracing::warn!(
-                topic = letter.record.topic,
+                topic = &*letter.record.topic,
                 partition = letter.record.partition,
                 offset = letter.record.offset,
                 reason = letter.reason_kind,
@@ -876,7 +876,7 @@ impl Front {
                 record: record.clone(),
             };
             let bytes = record.payload.as_deref().unwrap_or_default();
-            let outcome = if record.topic == self.settings.transactions_topic {
+            let outcome = if *record.topic == *self.settings.transactions_topic {
                 match self.decoder.decode::<Transaction>(bytes).await {
                     Ok(tx) => match validate::canonical_transaction(tx) {
                         Ok(tx) => {
@@ -888,7 +888,7 @@ impl Front {
                     Err(e) if e.is_transient() => return Err(e.into()),
                     Err(e) => Err((e.kind(), e.to_string())),
                 }
-            } else if record.topic == self.settings.customers_topic {
+            } else if *record.topic == *self.settings.customers_topic {
                 match self.decoder.decode::<Customer>(bytes).await {
                     Ok(c) => match validate::customer(&c) {
                         Ok(()) => {
@@ -908,7 +908,7 @@ impl Front {
             };
             if let Err((kind, message)) = outcome {
                 tracing::warn!(
-                    topic = record.topic,
+                    topic = &*record.topic,
                     partition = record.partition,
                     offset = record.offset,
                     reason = kind,

@@ -44,7 +44,8 @@ pub type PartitionKey = (String, i32);
 /// A record as the pipeline needs it, detached from librdkafka's buffers.
 #[derive(Debug)]
 pub struct Record {
-    pub topic: String,
+    /// Shared by every record of the topic (see [`State::topic_name`]).
+    pub topic: Arc<str>,
     pub partition: i32,
     pub offset: i64,
     pub key: Option<Vec<u8>>,
@@ -135,6 +136,19 @@ struct State {
     /// Fetching paused because the pipeline is not taking records.
     stalled_pause: bool,
     seek_backoff: Backoff,
+    /// The topics' names, one allocation each rather than one per record.
+    topic_names: Vec<Arc<str>>,
+}
+
+impl State {
+    fn topic_name(&mut self, topic: &str) -> Arc<str> {
+        if let Some(name) = self.topic_names.iter().find(|name| ***name == *topic) {
+            return name.clone();
+        }
+        let name: Arc<str> = topic.into();
+        self.topic_names.push(name.clone());
+        name
+    }
 }
 
 pub struct SourceContext {
@@ -453,7 +467,7 @@ impl SourceContext {
         }
         state.positions.insert(key.clone(), Some(offset + 1));
         let record = Record {
-            topic: key.0.clone(),
+            topic: state.topic_name(&key.0),
             partition: key.1,
             offset,
             key: message.key().map(<[u8]>::to_vec),
@@ -631,6 +645,7 @@ pub fn start(
             hold: None,
             stalled_pause: false,
             seek_backoff: Backoff::default(),
+            topic_names: Vec::new(),
         }),
         generation: generation.clone(),
         reseek: reseek.clone(),
