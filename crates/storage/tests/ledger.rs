@@ -49,7 +49,7 @@ fn deposit(id: &str, account: &str, cents: i64, offset: i64) -> TransactionRow {
         account_number: account.into(),
         transaction_reference: format!("REF-{id}"),
         transaction_datetime: chrono::DateTime::from_timestamp(1_700_000_000 + offset, 0),
-        kind: "DEPOSIT".into(),
+        kind: "DEPOSIT",
         amount_cents: cents,
         currency: "USD".into(),
         branch_id: 1,

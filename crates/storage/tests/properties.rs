@@ -42,7 +42,7 @@ fn row(id: u8, account: usize, withdrawal: bool, cents: i64, offset: i64) -> Tra
         account_number: ACCOUNTS[account].into(),
         transaction_reference: String::new(),
         transaction_datetime: chrono::DateTime::from_timestamp(1_700_000_000, 0),
-        kind: if withdrawal { "WITHDRAWAL" } else { "DEPOSIT" }.into(),
+        kind: if withdrawal { "WITHDRAWAL" } else { "DEPOSIT" },
         amount_cents: cents,
         currency: "USD".into(),
         branch_id: 0,
