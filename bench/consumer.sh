@@ -124,6 +124,7 @@ large_rss="$(cat "$work/ledger_8k_descriptions.rss")"
 
 echo
 awk -v o="$ordinary_rss" -v l="$large_rss" 'BEGIN {
+  printf "peak RSS, ordinary records    %4d MiB (target: <= 64 MiB at full throughput)\n", o / 1024
   printf "peak RSS, 8 KiB descriptions %4d MiB vs %d MiB with ordinary ones: %+.1f%% (target: within 20%%)\n", l / 1024, o / 1024, 100 * (l - o) / o
 }'
 awk -v a="$with_log" -v b="$without_log" -v c="$copy_rate" -v d="$copy_bare_rate" 'BEGIN {
