@@ -72,9 +72,11 @@ fn render_transaction(tx: &Transaction, as_json: bool) -> serde_json::Value {
         return json::transaction(tx);
     }
     let signed = money::signed_amount_cents(tx).unwrap_or_default();
+    let at = json::timestamp(tx.transaction_datetime.as_ref());
     format!(
-        "transaction {} account={} amount={} {} branch={} ref={:?} desc={:?}",
+        "transaction {} at={} account={} amount={} {} branch={} ref={:?} desc={:?}",
         tx.transaction_id,
+        at.as_str().unwrap_or("-"),
         tx.account_number,
         money::format_cents(signed),
         tx.currency,
@@ -97,4 +99,38 @@ fn render_customer(c: &Customer, as_json: bool) -> serde_json::Value {
         c.branch_id
     )
     .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bank_contract::pb::TransactionKind;
+
+    #[test]
+    fn a_transaction_line_shows_when_it_happened() {
+        let mut tx = Transaction {
+            transaction_id: "00000000-0000-4000-8000-000000000001".into(),
+            account_number: "ACC-000001".into(),
+            kind: TransactionKind::Withdrawal as i32,
+            amount_cents: 1_250,
+            currency: "USD".into(),
+            transaction_datetime: Some(prost_types::Timestamp {
+                seconds: 1_700_000_000,
+                nanos: 120_000_000,
+            }),
+            ..Default::default()
+        };
+        let line = render_transaction(&tx, false);
+        let line = line.as_str().unwrap_or_default();
+        assert!(
+            line.contains(" at=2023-11-14T22:13:20.120Z account=ACC-000001 amount=-12.50 USD"),
+            "{line}"
+        );
+        tx.transaction_datetime = None;
+        let line = render_transaction(&tx, false);
+        assert!(
+            line.as_str().unwrap_or_default().contains(" at=- "),
+            "{line}"
+        );
+    }
 }
