@@ -128,21 +128,14 @@ impl Decoded {
     /// Notes that `record` is part of this batch (valid or poison).
     fn cover(&mut self, record: &Record) {
         self.records += 1;
-        if let Some(span) = self
-            .events
+        self.events
             .offsets
-            .get_mut(&(record.topic.to_string(), record.partition))
-        {
-            span.next = span.next.max(record.offset + 1);
-            return;
-        }
-        self.events.offsets.insert(
-            (record.topic.to_string(), record.partition),
-            OffsetSpan {
+            .entry((record.topic.to_string(), record.partition))
+            .and_modify(|span| span.next = span.next.max(record.offset + 1))
+            .or_insert(OffsetSpan {
                 expected: record.expected,
                 next: record.offset + 1,
-            },
-        );
+            });
     }
 
     fn push_transaction(&mut self, tx: Transaction, position: Position) {
