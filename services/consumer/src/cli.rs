@@ -22,6 +22,9 @@ pub enum Command {
     /// Print decoded events from the topics, like kafka-protobuf-console-consumer. Reads from
     /// the beginning and commits nothing.
     Dump(Box<DumpArgs>),
+    /// A streaming view of one topic, like ksqlDB's `select ... from stream emit changes`:
+    /// chosen columns, readable times, filters; as a table, CSV or JSON lines. Commits nothing.
+    View(Box<ViewArgs>),
     /// Create or upgrade the database schema, then exit.
     Migrate(MigrateArgs),
     /// Compare the ledger's balances with a producer manifest; exit 0 only if all match.
@@ -58,6 +61,50 @@ pub struct DumpArgs {
     /// Print events as JSON lines (proto3 JSON mapping) instead of readable text.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ViewArgs {
+    #[command(flatten)]
+    pub source: Source,
+    /// Which stream to show.
+    #[arg(value_enum, default_value = "transactions")]
+    pub stream: crate::view::columns::Stream,
+    /// Columns to show, separated by commas; `*` is every field of the event. Also: rowtime
+    /// (the Kafka timestamp), partition, offset; for transactions signed_amount and amount_cents.
+    #[arg(long, default_value = "*")]
+    pub columns: String,
+    /// Show only events where `COLUMN OP VALUE` holds (OP: = != < <= > >=), e.g.
+    /// account_number=ACC-000001, kind=withdrawal, amount>1000.00,
+    /// transaction_datetime>=2024-05-01. Repeat for AND.
+    #[arg(long = "where", value_name = "CONDITION")]
+    pub conditions: Vec<String>,
+    /// How times print: `iso` (ISO 8601 with milliseconds and offset), `epoch-ms`, a Java
+    /// pattern as in ksqlDB's TIMESTAMPTOSTRING (`yyyy-MM-dd HH:mm:ss.SSS`) or strftime (`%F %T`).
+    #[arg(long = "time-format", default_value = "iso")]
+    pub time_format: String,
+    /// Time zone for printing times and for reading them in --where: an IANA name
+    /// (America/Sao_Paulo) or an offset (+02:00).
+    #[arg(long = "tz", default_value = "UTC")]
+    pub tz: String,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: crate::view::output::Format,
+    /// `latest`: only events appended after the view starts (ksqlDB's default); `earliest`:
+    /// the whole topic first.
+    #[arg(long, value_enum, default_value = "latest")]
+    pub from: ViewFrom,
+    /// Stop after showing this many events.
+    #[arg(long)]
+    pub limit: Option<u64>,
+    /// Stop (exit 0) once no event arrives for this many seconds.
+    #[arg(long)]
+    pub idle_timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ViewFrom {
+    Earliest,
+    Latest,
 }
 
 /// The ledger database.

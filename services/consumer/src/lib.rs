@@ -6,7 +6,7 @@
 //!   ([`overdraft`]); both hold their state per partition and checkpoint it with its offsets
 //!   ([`checkpoint`]);
 //! - [`role`]: what every role shares once its sink is built;
-//! - [`dump`]: decoded events on stdout; [`migrate`]: the database schema alone;
+//! - [`dump`]: decoded events on stdout; [`view`]: a streaming view (ksqlDB's `emit changes`); [`migrate`]: the database schema alone;
 //!   [`reconcile`]: the ledger against a producer manifest;
 //! - shared by every role: [`source`] (the Kafka thread), [`stored_offsets`], [`pipeline`] (batching, decoding,
 //!   dead letters, retries), [`dead_letter`], [`http`], [`health`], [`metrics`];
@@ -33,6 +33,7 @@ pub mod statistics;
 pub mod stored_offsets;
 pub mod summary;
 pub mod tuple_log;
+pub mod view;
 
 /// Runs the subcommand the user asked for.
 pub async fn run(cli: cli::Cli) -> anyhow::Result<()> {
@@ -41,6 +42,7 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Summary(args) => summary::run(*args).await,
         cli::Command::Limits(args) => limits::run(*args).await,
         cli::Command::Dump(args) => dump::run(*args).await,
+        cli::Command::View(args) => view::run(*args).await,
         cli::Command::Migrate(args) => migrate::run(args).await,
         cli::Command::Healthcheck(args) => http::check(&args).await,
         cli::Command::Reconcile(args) => reconcile::run(args).await,
