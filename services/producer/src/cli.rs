@@ -26,6 +26,9 @@ pub enum Command {
     Generate(Box<GenerateArgs>),
     /// Ingest a CSV file of transactions, cleaning each row; bad rows go to a rejects file.
     Csv(Box<CsvArgs>),
+    /// Publish the rows of a database table (PostgreSQL or SQLite), then each new or changed
+    /// row, like Kafka Connect's JDBC source in timestamp+incrementing mode.
+    Table(Box<TableArgs>),
     /// Register the schemas and send one Customer and one Transaction: a smoke test of the
     /// whole path (broker, registry, wire format).
     Sample(SampleArgs),
@@ -104,6 +107,22 @@ pub struct GenerateArgs {
     /// count and expected sum in cents) to this file.
     #[arg(long, env = "MANIFEST")]
     pub manifest: Option<PathBuf>,
+    /// Write the customers and transactions as rows of a database (sqlite://FILE or
+    /// postgres://...) instead of events on Kafka, creating the tables when missing: the seed's
+    /// make_fake_data.py, for `producer table` to read.
+    #[arg(
+        long = "into-database",
+        value_name = "URL",
+        env = "GENERATE_INTO_DATABASE",
+        hide_env_values = true
+    )]
+    pub into_database: Option<String>,
+    /// With --into-database: the customers table.
+    #[arg(long = "customers-table", env = "CUSTOMERS_TABLE", default_value = crate::source_tables::CUSTOMERS_TABLE)]
+    pub customers_table: String,
+    /// With --into-database: the transactions table.
+    #[arg(long = "transactions-table", env = "TRANSACTIONS_TABLE", default_value = crate::source_tables::TRANSACTIONS_TABLE)]
+    pub transactions_table: String,
 }
 
 impl GenerateArgs {
@@ -170,6 +189,102 @@ pub struct CsvArgs {
     /// Write a JSON summary of what was delivered to this file.
     #[arg(long, env = "MANIFEST")]
     pub manifest: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct TableArgs {
+    #[command(flatten)]
+    pub destination: Destination,
+    #[command(flatten)]
+    pub layout: TopicLayout,
+    /// The source database: postgres://USER:PASSWORD@HOST/DB or sqlite://FILE.
+    #[arg(
+        long = "database-url",
+        value_name = "URL",
+        env = "SOURCE_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+    /// The table to read (`schema.table` on PostgreSQL).
+    #[arg(long, env = "SOURCE_TABLE", default_value = crate::source_tables::TRANSACTIONS_TABLE)]
+    pub table: String,
+    /// What the rows are: transactions (Transaction events) or customers (Customer events).
+    #[arg(
+        long,
+        value_enum,
+        env = "SOURCE_EVENTS",
+        default_value = "transactions"
+    )]
+    pub events: crate::table::mapping::Events,
+    /// The column that changes on every insert and update (TIMESTAMP or TIMESTAMPTZ; on SQLite,
+    /// UTC text as SQLite writes it).
+    #[arg(
+        long = "timestamp-column",
+        env = "SOURCE_TIMESTAMP_COLUMN",
+        default_value = "updated_at"
+    )]
+    pub timestamp_column: String,
+    /// A strictly increasing integer column (the primary key), the tie-breaker between rows of
+    /// one timestamp.
+    #[arg(
+        long = "incrementing-column",
+        env = "SOURCE_INCREMENTING_COLUMN",
+        default_value = "id"
+    )]
+    pub incrementing_column: String,
+    /// Read only rows whose timestamp is older than the database's clock minus this delay, so a
+    /// row that commits late with an earlier timestamp is not skipped.
+    #[arg(
+        long = "timestamp-delay-ms",
+        env = "SOURCE_TIMESTAMP_DELAY_MS",
+        default_value_t = 0
+    )]
+    pub timestamp_delay_ms: u64,
+    /// How often to look for new rows once caught up.
+    #[arg(
+        long = "poll-interval-ms",
+        env = "SOURCE_POLL_INTERVAL_MS",
+        default_value_t = 500
+    )]
+    pub poll_interval_ms: u64,
+    /// Rows per query; each batch is acknowledged by Kafka before the position moves past it.
+    #[arg(long = "batch-size", env = "SOURCE_BATCH_SIZE", default_value_t = 10_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    pub batch_size: usize,
+    /// Which column feeds a field, where the names differ: `--column account_number=acct_no`
+    /// (repeatable). Fields of transactions: account_number, amount, transaction_datetime,
+    /// description, kind, transaction_reference, transaction_id, currency, branch_id; of
+    /// customers: account_number, first_name, last_name, email, created_at, updated_at, branch_id.
+    #[arg(long = "column", value_name = "FIELD=COLUMN")]
+    pub columns: Vec<String>,
+    /// Where the position is stored. Default: <table>.position.json.
+    #[arg(long = "state-file", env = "SOURCE_STATE_FILE")]
+    pub state_file: Option<PathBuf>,
+    /// Where rows that cannot be mapped are logged (JSON lines). Default: <table>.rejects.jsonl.
+    #[arg(long, env = "SOURCE_REJECTS")]
+    pub rejects: Option<PathBuf>,
+    /// Currency of rows without a currency column.
+    #[arg(long, env = "CURRENCY", default_value = "USD")]
+    pub currency: String,
+    /// Address of /metrics and /healthz.
+    #[arg(long = "http-addr", env = "HTTP_ADDR", default_value = "0.0.0.0:9091")]
+    pub http_addr: std::net::SocketAddr,
+    /// Exit once every row there is has been published, instead of polling for more.
+    #[arg(long = "stop-when-caught-up", env = "SOURCE_STOP_WHEN_CAUGHT_UP")]
+    pub stop_when_caught_up: bool,
+    /// Do not print a line per event.
+    #[arg(long, env = "SILENT")]
+    pub silent: bool,
+}
+
+impl TableArgs {
+    pub fn row_rules(&self) -> RowRules {
+        RowRules {
+            decimal: DecimalStyle::Point,
+            slash_dates: SlashDates::MonthFirst,
+            default_currency: self.currency.to_ascii_uppercase(),
+            branches: self.layout.branches,
+        }
+    }
 }
 
 impl CsvArgs {

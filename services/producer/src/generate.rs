@@ -16,6 +16,9 @@ use crate::synthetic::Generator;
 const FLUSH_LIMIT: Duration = Duration::from_secs(120);
 
 pub async fn run(args: GenerateArgs) -> anyhow::Result<()> {
+    if let Some(url) = args.into_database.clone() {
+        return crate::into_database::run(args, &url).await;
+    }
     let config = args.generator_config();
     tracing::info!(
         seed = config.seed,

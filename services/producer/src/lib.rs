@@ -6,13 +6,15 @@
 //! - [`publisher`]: framing, partitioning by branch, delivery accounting;
 //! - [`topics`]: creating topics with a partition per branch;
 //! - [`cleaning`], [`rows`]: CSV cleaning rules and row mapping (no I/O);
-//! - [`generate`], [`ingest`], [`sample`]: the subcommands;
+//! - [`generate`], [`ingest`], [`sample`]: the subcommands; [`into_database`]: `generate`
+//!   into the [`source_tables`] of a database; [`table`]: a table as a source (JDBC source);
 //! - [`pacing`], [`output`], [`manifest`], [`report`]: rate, what the user sees, what was sent.
 
 pub mod cleaning;
 pub mod cli;
 pub mod generate;
 pub mod ingest;
+pub mod into_database;
 pub mod manifest;
 pub mod output;
 pub mod pacing;
@@ -20,7 +22,9 @@ pub mod publisher;
 pub mod report;
 pub mod rows;
 pub mod sample;
+pub mod source_tables;
 pub mod synthetic;
+pub mod table;
 pub mod topics;
 
 /// Runs the subcommand the user asked for.
@@ -29,5 +33,6 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Sample(args) => sample::run(args).await,
         cli::Command::Generate(args) => generate::run(*args).await,
         cli::Command::Csv(args) => ingest::run(*args).await,
+        cli::Command::Table(args) => table::run(*args).await,
     }
 }
