@@ -44,7 +44,7 @@ chaos: stack-up ## The chaos suite at full size: 200,000 transactions per scenar
 	CHAOS_TRANSACTIONS=$${CHAOS_TRANSACTIONS:-200000} $(CARGO) test --release -p consumer --test chaos -- --nocapture
 
 .PHONY: bench
-bench: bench-producer bench-consumer bench-analytics bench-latency bench-peers ## Every benchmark (release builds, native stack)
+bench: bench-producer bench-consumer bench-analytics bench-latency bench-peers bench-table ## Every benchmark (release builds, native stack)
 
 .PHONY: bench-producer
 bench-producer: stack-up ## 1M transactions: our producer vs Kafka's ProducerPerformance
@@ -65,6 +65,11 @@ bench-latency: stack-up interop-env ## Kafka timestamp -> row visible in Postgre
 bench-peers: stack-up interop-env ## 200,000 transactions: the ledger vs Kafka Connect's Debezium JDBC sink, a seed-style consumer and COPY; kill -9 + restart of each
 	$(CARGO) build --release -p producer -p consumer
 	bash bench/peers.sh
+
+.PHONY: bench-table
+bench-table: stack-up ## 500,000 rows: producer table from PostgreSQL into Kafka vs COPY TO STDOUT of the same rows
+	$(CARGO) build --release -p producer
+	bash bench/table.sh
 
 .PHONY: fuzz
 fuzz: ## Coverage-guided fuzzing (cargo fuzz, nightly): frame decoder + validation, CSV cleaner; FUZZ_SECONDS each (60)

@@ -244,15 +244,9 @@ impl Table {
 
     async fn next_batch(&self, after: Option<&Position>) -> anyhow::Result<Vec<Read>> {
         let statement = match after {
-            // SQLite's `?` are positional: the mark is bound twice.
             Some(p) => self.statement(
                 &self.select,
-                vec![
-                    p.timestamp.value(),
-                    p.timestamp.value(),
-                    p.id.into(),
-                    self.delay_ms.into(),
-                ],
+                vec![p.timestamp.value(), p.id.into(), self.delay_ms.into()],
             ),
             None => self.statement(&self.select_first, vec![self.delay_ms.into()]),
         };
@@ -352,12 +346,13 @@ fn select_sql(
     };
     let head = format!("SELECT {}, {ts}, {id} FROM {table}", list.join(", "));
     let tail = format!("ORDER BY {ts}, {id} LIMIT {}", args.batch_size);
+    // A row value, not `ts > $1 OR (ts = $1 AND id > $2)`: PostgreSQL turns only the row value
+    // into an index range, where the OR form re-reads the table from its start on every batch.
     let after = format!(
-        "{head} WHERE ({ts} > {} OR ({ts} = {} AND {id} > {})) AND {} {tail}",
+        "{head} WHERE ({ts}, {id}) > ({}, {}) AND {} {tail}",
         p(1),
         p(2),
-        p(3),
-        older_than_delay(4)
+        older_than_delay(3)
     );
     let first = format!(
         "{head} WHERE {ts} IS NOT NULL AND {} {tail}",
