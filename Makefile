@@ -44,7 +44,7 @@ chaos: stack-up ## The chaos suite at full size: 200,000 transactions per scenar
 	CHAOS_TRANSACTIONS=$${CHAOS_TRANSACTIONS:-200000} $(CARGO) test --release -p consumer --test chaos -- --nocapture
 
 .PHONY: bench
-bench: bench-producer bench-consumer bench-analytics bench-latency bench-peers bench-table ## Every benchmark (release builds, native stack)
+bench: bench-producer bench-consumer bench-analytics bench-latency bench-peers bench-table bench-lake ## Every benchmark (release builds, native stack)
 
 .PHONY: bench-producer
 bench-producer: stack-up ## 1M transactions: our producer vs Kafka's ProducerPerformance
@@ -70,6 +70,11 @@ bench-peers: stack-up interop-env ## 200,000 transactions: the ledger vs Kafka C
 bench-table: stack-up ## 500,000 rows: producer table from PostgreSQL into Kafka vs COPY TO STDOUT of the same rows
 	$(CARGO) build --release -p producer
 	bash bench/table.sh
+
+.PHONY: bench-lake
+bench-lake: stack-up interop-env ## 1M transactions: consumer lake into local Parquet vs DuckDB rewriting the same rows
+	$(CARGO) build --release -p producer -p consumer
+	bash bench/lake.sh
 
 .PHONY: fuzz
 fuzz: ## Coverage-guided fuzzing (cargo fuzz, nightly): frame decoder + validation, CSV cleaner; FUZZ_SECONDS each (60)

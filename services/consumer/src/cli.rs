@@ -25,6 +25,9 @@ pub enum Command {
     /// A streaming view of one topic, like ksqlDB's `select ... from stream emit changes`:
     /// chosen columns, readable times, filters; as a table, CSV or JSON lines. Commits nothing.
     View(Box<ViewArgs>),
+    /// The data lake: customers and transactions as Parquet files, Hive-partitioned by date,
+    /// in a directory or S3-compatible storage, exactly once.
+    Lake(Box<LakeArgs>),
     /// Create or upgrade the database schema, then exit.
     Migrate(MigrateArgs),
     /// Compare the ledger's balances with a producer manifest; exit 0 only if all match.
@@ -99,6 +102,43 @@ pub struct ViewArgs {
     /// Stop (exit 0) once no event arrives for this many seconds.
     #[arg(long)]
     pub idle_timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct LakeArgs {
+    #[command(flatten)]
+    pub source: Source,
+    /// Consumer group (for lag monitoring: the lake's own files say where it resumes).
+    #[arg(
+        short = 'g',
+        long = "group",
+        env = "CONSUMER_GROUP",
+        default_value = "bank-lake"
+    )]
+    pub group: String,
+    /// Where the lake is: a directory, file://DIR, or s3://BUCKET/PREFIX (credentials, region
+    /// and endpoint from the standard AWS environment variables).
+    #[arg(long = "lake", env = "LAKE_URL", default_value = "lake")]
+    pub lake: String,
+    /// Also partition by branch: dt=YYYY-MM-DD/branch=N/.
+    #[arg(long = "partition-by-branch", env = "LAKE_PARTITION_BY_BRANCH")]
+    pub partition_by_branch: bool,
+    /// Cut a partition's file once it holds this many rows.
+    #[arg(long = "flush-records", env = "LAKE_FLUSH_RECORDS", default_value_t = 100_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000_000))]
+    pub flush_records: usize,
+    /// Cut a partition's file once its rows weigh about this many bytes.
+    #[arg(long = "flush-bytes", env = "LAKE_FLUSH_BYTES", default_value_t = 64 << 20, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1_024..=4_294_967_296))]
+    pub flush_bytes: usize,
+    /// Cut a partition's file once its oldest row has waited this long.
+    #[arg(
+        long = "flush-interval-ms",
+        env = "LAKE_FLUSH_INTERVAL_MS",
+        default_value_t = 60_000
+    )]
+    pub flush_interval_ms: u64,
+    /// Address of the HTTP endpoint (/healthz, /readyz, /metrics).
+    #[arg(long = "http-addr", env = "HTTP_ADDR", default_value = "0.0.0.0:9090")]
+    pub http_addr: std::net::SocketAddr,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -6,6 +6,7 @@
 //!   ([`overdraft`]); both hold their state per partition and checkpoint it with its offsets
 //!   ([`checkpoint`]);
 //! - [`role`]: what every role shares once its sink is built;
+//! - [`lake`]: Parquet files in a directory or S3, exactly once;
 //! - [`dump`]: decoded events on stdout; [`view`]: a streaming view (ksqlDB's `emit changes`); [`migrate`]: the database schema alone;
 //!   [`reconcile`]: the ledger against a producer manifest;
 //! - shared by every role: [`source`] (the Kafka thread), [`stored_offsets`], [`pipeline`] (batching, decoding,
@@ -20,6 +21,7 @@ pub mod dump;
 pub mod fault;
 pub mod health;
 pub mod http;
+pub mod lake;
 pub mod ledger;
 pub mod limits;
 pub mod metrics;
@@ -43,6 +45,7 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Limits(args) => limits::run(*args).await,
         cli::Command::Dump(args) => dump::run(*args).await,
         cli::Command::View(args) => view::run(*args).await,
+        cli::Command::Lake(args) => lake::run(*args).await,
         cli::Command::Migrate(args) => migrate::run(args).await,
         cli::Command::Healthcheck(args) => http::check(&args).await,
         cli::Command::Reconcile(args) => reconcile::run(args).await,

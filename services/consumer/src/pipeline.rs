@@ -256,6 +256,13 @@ pub trait Sink: Send {
     fn idle(&mut self) -> impl Future<Output = ()> + Send {
         async {}
     }
+
+    /// Makes durable whatever the sink still holds of the batches it applied; runs before
+    /// partitions move to another instance and when the writer ends. Sinks that write each batch
+    /// as it comes hold nothing (the default); the lake gathers rows into files across batches.
+    fn flush(&mut self) -> impl Future<Output = anyhow::Result<()>> + Send {
+        async { Ok(()) }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -475,8 +482,14 @@ impl Writer {
                 }
             };
             let decoded = match message {
-                None => break,
+                None => {
+                    sink.flush().await?;
+                    break;
+                }
                 Some(ToWriter::Barrier(done)) => {
+                    // What is not durable when partitions move would be read again by their next
+                    // owner while this instance still holds it: a failure here ends the role.
+                    sink.flush().await?;
                     let _ = done.send(());
                     continue;
                 }

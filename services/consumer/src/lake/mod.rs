@@ -1,0 +1,387 @@
+//! `consumer lake`: the data-lake sink Kafka Connect's S3 or HDFS connectors would be. Customers
+//! and transactions become Parquet files ([`parquet`]), partitioned Hive-style by event date
+//! (and optionally branch), in a local directory or S3-compatible storage ([`store`]).
+//!
+//! Exactly once, without a transaction log: a file covers a contiguous range of one Kafka
+//! partition's offsets, all of one Hive partition, and its name says which ([`layout`]). A file
+//! is made visible atomically, and the lake's own listing is where the sink resumes: one past the
+//! last offset of each partition's files. So a crash at any instant leaves every offset either in
+//! exactly one visible file or not yet read. Kafka's committed offsets are written after the
+//! fact, for lag monitoring only.
+//!
+//! Files are cut when a partition has gathered `--flush-records` rows or `--flush-bytes`, when
+//! its oldest row has waited `--flush-interval-ms`, when the next row belongs to another Hive
+//! partition, and before partitions move to another instance or the sink stops.
+
+pub mod layout;
+pub mod parquet;
+pub mod store;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bank_runtime::shutdown::Stop;
+use prometheus_client::metrics::counter::Counter;
+
+use crate::cli::LakeArgs;
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::pipeline::{Decoded, Sink, WriteError};
+use crate::source::{PartitionKey, Subscription};
+use layout::{Span, Table};
+use parquet::{CustomerColumns, Rows, TransactionColumns};
+use store::{LakeOffsets, Store};
+
+pub async fn run(args: LakeArgs) -> anyhow::Result<()> {
+    let store = Store::open(&args.lake)?;
+    tracing::info!(lake = %store.describe(), group = args.group, "lake ready");
+    let stop = Stop::new();
+    stop.on_signal();
+    let health = std::sync::Arc::new(Health::default());
+    health.set_database(true);
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = Metrics::register(&mut registry);
+    let counters = LakeCounters::register(&mut registry);
+    let (_, server) = crate::http::bind(
+        args.http_addr,
+        health.clone(),
+        registry,
+        metrics.clone(),
+        axum::Router::new(),
+        stop.clone(),
+    )
+    .await?;
+    let http = tokio::spawn(server);
+    let source = args.source.clone();
+    let tables = vec![
+        (source.transactions_topic.clone(), Table::Transactions),
+        (source.customers_topic.clone(), Table::Customers),
+    ];
+    let offsets = Box::new(LakeOffsets {
+        store: store.clone(),
+        tables: tables.clone(),
+        runtime: tokio::runtime::Handle::current(),
+    });
+    let sink = LakeSink {
+        store,
+        tables: tables.into_iter().collect(),
+        by_branch: args.partition_by_branch,
+        limits: Limits {
+            records: args.flush_records,
+            bytes: args.flush_bytes,
+            interval: Duration::from_millis(args.flush_interval_ms),
+        },
+        partitions: HashMap::new(),
+        counters,
+    };
+    crate::role::consume(crate::role::Consumption {
+        subscription: Subscription {
+            topics: vec![
+                source.transactions_topic.clone(),
+                source.customers_topic.clone(),
+            ],
+            first: None,
+            capacity: 40_000,
+            in_flight_bytes: 3 * (16 << 20),
+        },
+        source,
+        group: args.group,
+        offsets,
+        // One writer: Parquet encoding is fast, and one writer keeps every partition's files
+        // in one place in memory.
+        sinks: vec![sink],
+        batch_size: 20_000,
+        batch_bytes: 16 << 20,
+        batch_linger: Duration::ZERO,
+        health,
+        metrics,
+        stop,
+    })
+    .await?;
+    let _ = tokio::time::timeout(Duration::from_secs(5), http).await;
+    Ok(())
+}
+
+#[derive(Clone)]
+struct LakeCounters {
+    files: Counter,
+    rows: Counter,
+    bytes: Counter,
+}
+
+impl LakeCounters {
+    fn register(registry: &mut prometheus_client::registry::Registry) -> Self {
+        let counters = LakeCounters {
+            files: Counter::default(),
+            rows: Counter::default(),
+            bytes: Counter::default(),
+        };
+        let lake = registry.sub_registry_with_prefix("bank_lake");
+        lake.register(
+            "files_written",
+            "Parquet files made visible in the lake",
+            counters.files.clone(),
+        );
+        lake.register(
+            "rows_written",
+            "Rows in the files made visible",
+            counters.rows.clone(),
+        );
+        lake.register(
+            "bytes_written",
+            "Bytes of the files made visible",
+            counters.bytes.clone(),
+        );
+        counters
+    }
+}
+
+struct Limits {
+    records: usize,
+    bytes: usize,
+    interval: Duration,
+}
+
+/// A file being gathered for one Kafka partition.
+struct Open {
+    dir: DirKey,
+    rows: Rows,
+    bytes: usize,
+    since: Instant,
+}
+
+/// One Kafka partition: `start` is the first offset no visible file covers, `next` the next
+/// offset to read; the rows between are in `open` (or were poison, dead-lettered).
+struct Partition {
+    table: Table,
+    start: i64,
+    next: i64,
+    open: Option<Open>,
+}
+
+pub struct LakeSink {
+    store: Store,
+    tables: HashMap<String, Table>,
+    by_branch: bool,
+    limits: Limits,
+    partitions: HashMap<PartitionKey, Partition>,
+    counters: LakeCounters,
+}
+
+/// A row of either table, with where it goes.
+enum RowRef<'a> {
+    Transaction(&'a bank_storage::ledger::TransactionRow),
+    /// With the Kafka timestamp of its record.
+    Customer(&'a bank_storage::ledger::CustomerRow, Option<i64>),
+}
+
+impl RowRef<'_> {
+    fn offset(&self) -> i64 {
+        match self {
+            RowRef::Transaction(r) => r.source_offset,
+            RowRef::Customer(r, _) => r.source_offset,
+        }
+    }
+
+    /// The Hive partition, as a cheap key: formatting a path per row showed in profiles.
+    fn dir(&self, by_branch: bool) -> DirKey {
+        let (at, branch) = match self {
+            RowRef::Transaction(r) => (r.transaction_datetime, r.branch_id),
+            // A customer event is a snapshot, not a dated business event: it is filed under the
+            // date it was published (Kafka's timestamp), as Connect's time-based partitioner
+            // does by default. Its own dates can span decades, a file per customer.
+            RowRef::Customer(r, at) => {
+                let published = at.and_then(chrono::DateTime::from_timestamp_millis);
+                (published.or(r.updated_at).or(r.created_at), r.branch_id)
+            }
+        };
+        (at.map(|at| at.date_naive()), by_branch.then_some(branch))
+    }
+}
+
+/// The date and (when partitioned by it) branch of a Hive partition.
+type DirKey = (Option<chrono::NaiveDate>, Option<i64>);
+
+impl Sink for LakeSink {
+    async fn apply(&mut self, batch: &Decoded) -> Result<(), WriteError> {
+        // Keyed by borrowed names: an owned key per row cost a fifth of the apply.
+        let mut rows: HashMap<(&str, i32), Vec<RowRef<'_>>> = HashMap::new();
+        for (row, position) in batch.transactions() {
+            rows.entry((position.topic(), position.partition))
+                .or_default()
+                .push(RowRef::Transaction(row));
+        }
+        for (row, position) in batch.events.customers.iter().zip(&batch.customer_positions) {
+            let at = position.record.timestamp_ms;
+            rows.entry((position.topic(), position.partition))
+                .or_default()
+                .push(RowRef::Customer(row, at));
+        }
+        for (key, span) in &batch.events.offsets {
+            let Some(table) = self.tables.get(&key.0).copied() else {
+                continue;
+            };
+            let mine = rows.remove(&(key.0.as_str(), key.1)).unwrap_or_default();
+            self.take(key, table, span, &mine).await?;
+        }
+        self.cut_due(false).await.map_err(WriteError::Transient)
+    }
+
+    fn idle_interval(&self) -> Option<Duration> {
+        Some(
+            self.limits
+                .interval
+                .clamp(Duration::from_millis(100), Duration::from_secs(1)),
+        )
+    }
+
+    async fn idle(&mut self) {
+        if let Err(error) = self.cut_due(false).await {
+            tracing::warn!(error = %format!("{error:#}"), "writing a lake file failed; retrying at the next batch");
+        }
+    }
+
+    async fn flush(&mut self) -> anyhow::Result<()> {
+        let mut attempt = 0;
+        while let Err(error) = self.cut_due(true).await {
+            attempt += 1;
+            if attempt == 3 {
+                return Err(error.context("writing the lake's open files"));
+            }
+            tracing::warn!(error = %format!("{error:#}"), attempt, "writing the lake's open files failed; retrying");
+            tokio::time::sleep(Duration::from_secs(attempt)).await;
+        }
+        // Partitions may be moving to another instance: the next batch of each starts afresh
+        // from what the lake holds.
+        self.partitions.clear();
+        Ok(())
+    }
+}
+
+impl LakeSink {
+    /// Gathers one partition's rows of a batch, cutting a file wherever the Hive partition changes.
+    async fn take(
+        &mut self,
+        key: &PartitionKey,
+        table: Table,
+        span: &bank_storage::ledger::OffsetSpan,
+        rows: &[RowRef<'_>],
+    ) -> Result<(), WriteError> {
+        let first_offset = rows.first().map(RowRef::offset);
+        let held = self.partitions.get(key).map(|p| p.next);
+        let entry = match (held, span.expected) {
+            (Some(next), Some(expected)) if expected > next => {
+                // A gap: what we hold no longer continues this partition. Re-read it from the
+                // lake's position.
+                self.partitions.remove(key);
+                return Err(WriteError::Fenced(format!(
+                    "{}[{}] continues at {expected}, not at {next}",
+                    key.0, key.1
+                )));
+            }
+            (Some(next), _) => next,
+            (None, expected) => match expected.or(first_offset) {
+                Some(start) => {
+                    let partition = Partition {
+                        table,
+                        start,
+                        next: start,
+                        open: None,
+                    };
+                    self.partitions.insert(key.clone(), partition);
+                    start
+                }
+                None => return Ok(()),
+            },
+        };
+        // Rows before `entry` are already gathered or written (a batch retried after a failure).
+        for row in rows.iter().filter(|r| r.offset() >= entry) {
+            let dir = row.dir(self.by_branch);
+            let changes = self
+                .partitions
+                .get(key)
+                .and_then(|p| p.open.as_ref())
+                .is_some_and(|o| o.dir != dir);
+            if changes {
+                self.cut(key, row.offset()).await?;
+            }
+            let Some(partition) = self.partitions.get_mut(key) else {
+                break;
+            };
+            let open = partition.open.get_or_insert_with(|| Open {
+                rows: match table {
+                    Table::Transactions => Rows::Transactions(TransactionColumns::new()),
+                    Table::Customers => Rows::Customers(CustomerColumns::new()),
+                },
+                dir,
+                bytes: 0,
+                since: Instant::now(),
+            });
+            open.bytes += match (&mut open.rows, row) {
+                (Rows::Transactions(c), RowRef::Transaction(r)) => c.push(r),
+                (Rows::Customers(c), RowRef::Customer(r, at)) => c.push(r, *at),
+                _ => 0,
+            };
+            partition.next = row.offset() + 1;
+        }
+        if let Some(partition) = self.partitions.get_mut(key) {
+            partition.next = partition.next.max(span.next);
+        }
+        Ok(())
+    }
+
+    /// Writes the partition's open file, covering its offsets up to `end` (exclusive). On
+    /// failure the file stays open, whole, to be written again.
+    async fn cut(&mut self, key: &PartitionKey, end: i64) -> anyhow::Result<()> {
+        let Some(partition) = self.partitions.get(key) else {
+            return Ok(());
+        };
+        let Some(open) = partition.open.as_ref().filter(|o| !o.rows.is_empty()) else {
+            return Ok(());
+        };
+        let span = Span {
+            topic: key.0.clone(),
+            partition: key.1,
+            first: partition.start,
+            last: end - 1,
+        };
+        let dir = layout::partition_dir(open.dir.0, open.dir.1);
+        let path = layout::file_path(partition.table, &dir, &span);
+        let count = open.rows.len();
+        let bytes = open
+            .rows
+            .encode()
+            .with_context(|| format!("encoding {path}"))?;
+        let size = bytes.len();
+        self.store.put(&path, bytes).await?;
+        if let Some(partition) = self.partitions.get_mut(key) {
+            partition.open = None;
+            partition.start = end;
+        }
+        self.counters.files.inc();
+        self.counters.rows.inc_by(count as u64);
+        self.counters.bytes.inc_by(size as u64);
+        tracing::debug!(path, count, size, "lake file written");
+        Ok(())
+    }
+
+    /// Cuts every open file that is due (or all of them, with `all`).
+    async fn cut_due(&mut self, all: bool) -> anyhow::Result<()> {
+        let due: Vec<(PartitionKey, i64)> = self
+            .partitions
+            .iter()
+            .filter_map(|(key, p)| {
+                let open = p.open.as_ref()?;
+                let full =
+                    open.rows.len() >= self.limits.records || open.bytes >= self.limits.bytes;
+                (all || full || open.since.elapsed() >= self.limits.interval)
+                    .then(|| (key.clone(), p.next))
+            })
+            .collect();
+        for (key, end) in due {
+            self.cut(&key, end).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,200 @@
+//! Where the lake is: a local directory (the default) or S3-compatible object storage
+//! (`s3://bucket/prefix`, configured by the standard AWS environment variables: credentials,
+//! `AWS_REGION`, `AWS_ENDPOINT_URL` for MinIO and the like, `AWS_ALLOW_HTTP=true` for a plain
+//! HTTP endpoint).
+//!
+//! Both make a file visible atomically, whole or not at all. Locally it is written under a
+//! hidden temporary name, fsynced, renamed, and the directory fsynced, so a crash at any instant
+//! (power loss included) leaves no partial file under a real name. On S3 a single PUT is atomic.
+//! The listing of the lake is also the sink's offset store: see [`LakeOffsets`].
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use futures::TryStreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+use super::layout::{Span, Table};
+use crate::source::{OffsetStore, PartitionKey};
+
+#[derive(Clone)]
+pub enum Store {
+    Local(PathBuf),
+    S3 {
+        store: Arc<dyn ObjectStore>,
+        prefix: String,
+        url: String,
+    },
+}
+
+impl Store {
+    pub fn open(location: &str) -> anyhow::Result<Store> {
+        if let Some(rest) = location.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                anyhow::bail!("{location:?}: expected s3://BUCKET/PREFIX");
+            }
+            let mut builder =
+                object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+            // The variable the AWS CLI and SDKs read; object_store's own is AWS_ENDPOINT.
+            if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
+                builder = builder.with_endpoint(endpoint);
+            }
+            let store = builder
+                .build()
+                .with_context(|| format!("configuring S3 for {location}"))?;
+            let prefix = prefix.trim_matches('/').to_owned();
+            return Ok(Store::S3 {
+                store: Arc::new(store),
+                prefix,
+                url: location.to_owned(),
+            });
+        }
+        if location.contains("://") && !location.starts_with("file://") {
+            anyhow::bail!(
+                "{location:?}: the lake is a directory, file://DIR or s3://BUCKET/PREFIX"
+            );
+        }
+        let dir = PathBuf::from(location.strip_prefix("file://").unwrap_or(location));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("creating the lake directory {}", dir.display()))?;
+        Ok(Store::Local(dir))
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Store::Local(dir) => dir.display().to_string(),
+            Store::S3 { url, .. } => url.clone(),
+        }
+    }
+
+    /// Makes `bytes` visible at `path` (below the root), whole.
+    pub async fn put(&self, path: &str, bytes: Vec<u8>) -> anyhow::Result<()> {
+        match self {
+            Store::Local(root) => {
+                let root = root.clone();
+                let path = path.to_owned();
+                tokio::task::spawn_blocking(move || write_local(&root.join(&path), &bytes))
+                    .await
+                    .context("the file writer panicked")?
+            }
+            Store::S3 { store, prefix, url } => {
+                let key = object_key(prefix, path);
+                store
+                    .put(&key, bytes.into())
+                    .await
+                    .with_context(|| format!("writing {key} to {url}"))?;
+                Ok(())
+            }
+        }
+    }
+
+    /// The spans of every data file of `table`.
+    pub async fn spans(&self, table: Table) -> anyhow::Result<Vec<Span>> {
+        match self {
+            Store::Local(root) => {
+                let dir = root.join(table.dir());
+                tokio::task::spawn_blocking(move || local_spans(&dir))
+                    .await
+                    .context("listing panicked")?
+            }
+            Store::S3 { store, prefix, url } => {
+                let key = object_key(prefix, table.dir());
+                let objects: Vec<_> = store
+                    .list(Some(&key))
+                    .try_collect()
+                    .await
+                    .with_context(|| format!("listing {key} in {url}"))?;
+                Ok(objects
+                    .iter()
+                    .filter_map(|o| o.location.filename().and_then(Span::parse))
+                    .collect())
+            }
+        }
+    }
+}
+
+fn object_key(prefix: &str, path: &str) -> ObjectPath {
+    if prefix.is_empty() {
+        ObjectPath::from(path)
+    } else {
+        ObjectPath::from(format!("{prefix}/{path}"))
+    }
+}
+
+fn write_local(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = path.parent().context("a lake file has a directory")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // Hidden and not ending in .parquet: readers' globs and our own listing skip it.
+    let temporary = dir.join(format!(".{name}.tmp"));
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    };
+    write().with_context(|| format!("writing {}", path.display()))
+}
+
+fn local_spans(dir: &Path) -> anyhow::Result<Vec<Span>> {
+    let mut spans = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
+        };
+        for entry in entries {
+            let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                pending.push(entry.path());
+            } else if let Some(span) = entry.file_name().to_str().and_then(Span::parse) {
+                spans.push(span);
+            }
+        }
+    }
+    Ok(spans)
+}
+
+/// The next offset of a partition is one past the last offset of its last file: the files
+/// are the only record of what the lake holds, so there is nothing to get out of step.
+pub struct LakeOffsets {
+    pub store: Store,
+    pub tables: Vec<(String, Table)>,
+    pub runtime: tokio::runtime::Handle,
+}
+
+impl OffsetStore for LakeOffsets {
+    fn load(&self, partitions: &[PartitionKey]) -> anyhow::Result<HashMap<PartitionKey, i64>> {
+        // Runs on the Kafka polling thread, outside the runtime, so blocking here is allowed.
+        self.runtime.block_on(async {
+            let mut next = HashMap::new();
+            for (topic, table) in &self.tables {
+                let spans = tokio::time::timeout(Duration::from_secs(30), self.store.spans(*table))
+                    .await
+                    .context("timed out listing the lake")??;
+                for span in spans.iter().filter(|s| &s.topic == topic) {
+                    let key = (span.topic.clone(), span.partition);
+                    if partitions.contains(&key) {
+                        let after = span.last + 1;
+                        let entry = next.entry(key).or_insert(after);
+                        *entry = (*entry).max(after);
+                    }
+                }
+            }
+            Ok(next)
+        })
+    }
+}

@@ -1,0 +1,426 @@
+//! `consumer lake` against the real stack, checked by an independent reader (DuckDB, through
+//! `tests/lake/check.py`): SIGKILLed at random instants and restarted, every transaction is in
+//! the lake exactly once and per-account sums equal the producer's manifest; the same on
+//! S3-compatible storage (moto's server); files cut by time; SIGTERM writing what it holds.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use consumer::lake::layout::Table;
+use consumer::lake::store::Store;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use support::*;
+
+fn venv_bin(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/interop/.venv/bin")
+        .join(name)
+}
+
+fn lake_command(topics: &Topics, lake: &str, extra: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_consumer"));
+    command
+        .args([
+            "lake",
+            "-b",
+            &bootstrap(),
+            "-s",
+            &registry_url(),
+            "-g",
+            &topics.group,
+        ])
+        .args([
+            "-t",
+            &topics.transactions,
+            "--customers-topic",
+            &topics.customers,
+        ])
+        .args(["--lake", lake, "--http-addr", "127.0.0.1:0"])
+        // A SIGKILLed member holds its partitions until its session times out.
+        .args([
+            "--kafka-config",
+            "session.timeout.ms=6000,heartbeat.interval.ms=1000",
+        ])
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null());
+    command
+}
+
+/// What DuckDB reads in the lake.
+fn check(lake: &str, env: &[(&str, String)]) -> serde_json::Value {
+    let mut command = Command::new(venv_bin("python"));
+    command.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/lake/check.py"));
+    match lake.strip_prefix("s3://") {
+        Some(bucket) => {
+            let endpoint = env
+                .iter()
+                .find(|(k, _)| *k == "AWS_ENDPOINT_URL")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            command.args(["--s3", bucket, "--endpoint", &endpoint, "unused"]);
+        }
+        None => {
+            command.arg(lake);
+        }
+    }
+    let output = command
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("run check.py");
+    assert!(
+        output.status.success(),
+        "check.py: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("check.py prints JSON")
+}
+
+fn expected_sums(manifest: &producer::manifest::Manifest) -> BTreeMap<String, (u64, i64)> {
+    manifest
+        .accounts
+        .iter()
+        .map(|(a, t)| (a.clone(), (t.transactions, t.sum_cents)))
+        .collect()
+}
+
+fn lake_sums(found: &serde_json::Value) -> BTreeMap<String, (u64, i64)> {
+    found["accounts"]
+        .as_object()
+        .map(|accounts| {
+            accounts
+                .iter()
+                .map(|(a, v)| {
+                    (
+                        a.clone(),
+                        (
+                            v["transactions"].as_u64().unwrap_or(0),
+                            v["sum_cents"].as_i64().unwrap_or(0),
+                        ),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Files of `dir` (recursively) whose names end in `.parquet`.
+fn parquet_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                parquet_files(&path)
+            } else {
+                usize::from(path.extension().is_some_and(|x| x == "parquet"))
+            }
+        })
+        .sum()
+}
+
+/// Messages in `topic` now.
+fn committed_end(topic: &str) -> i64 {
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .expect("client");
+    (0..3)
+        .filter_map(|p| {
+            consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(5))
+                .ok()
+        })
+        .map(|w| w.1)
+        .sum()
+}
+
+/// The group's committed offsets sum (the lake commits to Kafka after each batch it took).
+fn committed(topics: &Topics) -> i64 {
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", &topics.group)
+        .create()
+        .expect("client");
+    let mut list = rdkafka::TopicPartitionList::new();
+    for partition in 0..3 {
+        list.add_partition(&topics.transactions, partition);
+    }
+    consumer
+        .committed_offsets(list, Duration::from_secs(10))
+        .map(|l| {
+            l.elements()
+                .iter()
+                .filter_map(|e| e.offset().to_raw())
+                .filter(|o| *o > 0)
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Runs the lake `kills` times, each SIGKILLed at a random instant once it has written a new
+/// file (or has nothing left to write), then once more until its files cover both topics.
+async fn sigkilled_until_complete(
+    topics: &Topics,
+    lake: &str,
+    env: &[(&str, String)],
+    kills: usize,
+) {
+    let seed = uuid::Uuid::new_v4().as_u128() as u64;
+    println!("lake kill seed {seed}");
+    let mut state = seed | 1;
+    let mut random = move |below: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % below
+    };
+    let store = store_of(lake, env);
+    let files = || async {
+        store
+            .spans(Table::Transactions)
+            .await
+            .map(|s| s.len())
+            .unwrap_or(0)
+    };
+    let flags = ["--flush-records", "1000", "--flush-interval-ms", "300"];
+    let spawn = || {
+        Reaped(
+            lake_command(topics, lake, &flags)
+                .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+                .spawn()
+                .expect("start lake"),
+        )
+    };
+    for _ in 0..kills {
+        let before = files().await;
+        let mut child = spawn();
+        wait_until("a new file", Duration::from_secs(60), || async {
+            files().await > before || covers(&store, topics).await
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(random(400))).await;
+        child.kill().expect("SIGKILL");
+        let _ = child.wait();
+    }
+    let mut last = spawn();
+    wait_until(
+        "the lake to cover both topics",
+        Duration::from_secs(180),
+        || async { covers(&store, topics).await },
+    )
+    .await;
+    terminate(&mut last);
+}
+
+/// The lake as the sink sees it, to wait on its listing (the contents are checked by DuckDB).
+fn store_of(lake: &str, env: &[(&str, String)]) -> Store {
+    let Some(rest) = lake.strip_prefix("s3://") else {
+        return Store::Local(PathBuf::from(lake));
+    };
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let get = |key: &str| {
+        env.iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let s3 = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name(bucket)
+        .with_endpoint(get("AWS_ENDPOINT_URL"))
+        .with_allow_http(true)
+        .with_region(get("AWS_REGION"))
+        .with_access_key_id(get("AWS_ACCESS_KEY_ID"))
+        .with_secret_access_key(get("AWS_SECRET_ACCESS_KEY"))
+        .build()
+        .expect("an S3 client");
+    Store::S3 {
+        store: std::sync::Arc::new(s3),
+        prefix: prefix.to_owned(),
+        url: lake.to_owned(),
+    }
+}
+
+/// Whether the lake's files reach the end of every partition of both topics.
+async fn covers(store: &Store, topics: &Topics) -> bool {
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .expect("client");
+    for (topic, table) in [
+        (&topics.transactions, Table::Transactions),
+        (&topics.customers, Table::Customers),
+    ] {
+        let Ok(spans) = store.spans(table).await else {
+            return false;
+        };
+        for partition in 0..3 {
+            let end = consumer
+                .fetch_watermarks(topic, partition, Duration::from_secs(10))
+                .map(|w| w.1)
+                .unwrap_or(-1);
+            let reached = spans
+                .iter()
+                .filter(|s| &s.topic == topic && s.partition == partition)
+                .map(|s| s.last + 1)
+                .max()
+                .unwrap_or(0);
+            if reached != end {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Produces `count` transactions at `rate`/s in the background (so kills land mid-stream);
+/// the manifest comes when it is done.
+fn produce_meanwhile(
+    topics: &Topics,
+    customers: u32,
+    count: u64,
+    seed: u64,
+    rate: u32,
+) -> tokio::task::JoinHandle<producer::manifest::Manifest> {
+    let topics = Topics {
+        transactions: topics.transactions.clone(),
+        customers: topics.customers.clone(),
+        group: topics.group.clone(),
+    };
+    tokio::spawn(async move {
+        generate_with(
+            &topics,
+            customers,
+            count,
+            seed,
+            &["--rate", &rate.to_string()],
+        )
+        .await
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkills_leave_every_transaction_in_the_lake_exactly_once() {
+    let topics = fresh_topics("lake-kill");
+    let producing = produce_meanwhile(&topics, 50, 30_000, 21, 5_000);
+    let lake = std::env::temp_dir().join(format!("lake-{}", topics.group));
+    let lake_url = lake.display().to_string();
+    // The topics exist once the producer has started; the lake subscribes to them.
+    wait_until(
+        "the producer's first events",
+        Duration::from_secs(60),
+        || async { committed_end(&topics.transactions) > 0 },
+    )
+    .await;
+    sigkilled_until_complete(&topics, &lake_url, &[], 5).await;
+    let manifest = producing.await.expect("the producer");
+    let store = store_of(&lake_url, &[]);
+    wait_until(
+        "the lake to cover both topics",
+        Duration::from_secs(60),
+        || async { covers(&store, &topics).await },
+    )
+    .await;
+    let found = check(&lake_url, &[]);
+    assert_eq!(found["rows"], 30_000, "{found}");
+    assert_eq!(found["distinct"], 30_000, "no transaction twice");
+    assert_eq!(
+        lake_sums(&found),
+        expected_sums(&manifest),
+        "per-account sums equal the manifest"
+    );
+    assert_eq!(found["customers"], 50);
+    assert!(
+        found["dates"].as_u64().unwrap_or(0) > 1,
+        "partitioned by date: {found}"
+    );
+    let _ = std::fs::remove_dir_all(lake);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_s3_path_is_exactly_once_too() {
+    let port = free_port();
+    let mut moto = Reaped(
+        Command::new(venv_bin("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server (make interop-env)"),
+    );
+    let endpoint = format!("http://127.0.0.1:{port}");
+    wait_until("moto to answer", Duration::from_secs(60), || async {
+        reqwest::Client::new()
+            .put(format!("{endpoint}/lake-bucket"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_ENDPOINT_URL", endpoint.clone()),
+        ("AWS_ALLOW_HTTP", "true".to_owned()),
+    ];
+    let topics = fresh_topics("lake-s3");
+    let manifest = generate(&topics, 20, 8_000, 22).await;
+    sigkilled_until_complete(&topics, "s3://lake-bucket/bank", &env, 2).await;
+    let found = check("s3://lake-bucket/bank", &env);
+    assert_eq!(
+        (found["rows"].as_u64(), found["distinct"].as_u64()),
+        (Some(8_000), Some(8_000)),
+        "{found}"
+    );
+    assert_eq!(lake_sums(&found), expected_sums(&manifest));
+    let _ = moto.0.kill();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn files_are_cut_by_time_and_sigterm_writes_what_is_held() {
+    let topics = fresh_topics("lake-time");
+    generate(&topics, 3, 40, 23).await;
+    let lake = std::env::temp_dir().join(format!("lake-{}", topics.group));
+    let lake_url = lake.display().to_string();
+    let mut child = Reaped(
+        lake_command(&topics, &lake_url, &["--flush-interval-ms", "500"])
+            .spawn()
+            .expect("start lake"),
+    );
+    wait_until("files cut by time", Duration::from_secs(60), || async {
+        check(&lake_url, &[])["rows"].as_u64() == Some(40)
+    })
+    .await;
+    terminate(&mut child);
+
+    // An hour's interval: only the stop writes them.
+    let topics = fresh_topics("lake-stop");
+    generate(&topics, 3, 40, 24).await;
+    let lake = std::env::temp_dir().join(format!("lake-{}", topics.group));
+    let lake_url = lake.display().to_string();
+    let mut child = Reaped(
+        lake_command(&topics, &lake_url, &["--flush-interval-ms", "3600000"])
+            .spawn()
+            .expect("start lake"),
+    );
+    wait_until("the batch taken", Duration::from_secs(60), || async {
+        committed(&topics) == 40
+    })
+    .await;
+    assert_eq!(parquet_files(&lake), 0, "nothing written before the stop");
+    terminate(&mut child);
+    let found = check(&lake_url, &[]);
+    assert_eq!(
+        (found["rows"].as_u64(), found["customers"].as_u64()),
+        (Some(40), Some(3)),
+        "{found}"
+    );
+}
