@@ -93,6 +93,11 @@ $(VENV)/.installed: tests/interop/requirements.txt
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r tests/interop/requirements.txt
 	touch $@
 
+.PHONY: demo-connect
+demo-connect: interop-env ## The seed's Connect + ksqlDB pipeline: generator -> PostgreSQL -> producer table -> Kafka -> ledger + lake + view, reconciled
+	bash dev/prereqs.sh stack
+	bash dev/demo-connect.sh
+
 .PHONY: demo
 demo: ## The main job: stack up, produce 1000 tx / 20 customers, ledger until caught up, reconcile
 	bash dev/prereqs.sh stack
