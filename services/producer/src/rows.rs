@@ -210,7 +210,7 @@ pub fn clean_row(
         )
         .to_string(),
     };
-    Ok(Transaction {
+    let tx = Transaction {
         transaction_id,
         account_number,
         transaction_reference: reference,
@@ -220,7 +220,10 @@ pub fn clean_row(
         currency,
         branch_id,
         description,
-    })
+    };
+    // The contract's own limits (lengths, amount, time range), so that what the cleaning
+    // accepts is never dead-lettered downstream.
+    bank_contract::validate::canonical_transaction(tx).map_err(|violation| violation.to_string())
 }
 
 /// A stable branch for an account with no branch column: FNV-1a of the account number, so the

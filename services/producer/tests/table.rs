@@ -51,6 +51,11 @@ fn table_args(
             .map(|s| s.to_string()),
     );
     argv.push(state.display().to_string());
+    // Beside the state, not in the working directory (the default).
+    if !extra.contains(&"--rejects") {
+        argv.push("--rejects".into());
+        argv.push(format!("{}.rejects.jsonl", state.display()));
+    }
     argv.extend(extra.iter().map(|s| s.to_string()));
     argv
 }
@@ -236,14 +241,17 @@ async fn rows_that_cannot_be_mapped_are_logged_and_the_source_goes_on() {
         .await
         .expect("sqlite");
     db.execute_unprepared(
-        "CREATE TABLE odd (pk INTEGER PRIMARY KEY, acct_no TEXT, amount TEXT, transaction_datetime TEXT, kind TEXT, changed TEXT);
+        "CREATE TABLE odd (pk INTEGER PRIMARY KEY, acct_no TEXT, amount TEXT, transaction_datetime TEXT, kind TEXT, changed TEXT, description TEXT);
          INSERT INTO odd VALUES
-           (1, 'ACC-1', '10.00', '2026-01-01 10:00:00', 'deposit', '2026-01-01 10:00:00.000'),
-           (2, NULL, '10.00', '2026-01-01 10:00:00', 'deposit', '2026-01-01 10:00:01.000'),
-           (3, 'ACC-1', 'twelve', '2026-01-01 10:00:00', 'deposit', '2026-01-01 10:00:02.000'),
-           (4, 'ACC-1', '1.00', 'yesterday', 'deposit', '2026-01-01 10:00:03.000'),
-           (5, 'ACC-1', '2.50', '2026-01-01 11:00:00', 'withdrawal', '2026-01-01 10:00:04.000'),
-           (6, 'ACC-1', '9.99', '2026-01-01 11:00:00', 'deposit', NULL);",
+           (1, 'ACC-1', '10.00', '2026-01-01 10:00:00', 'deposit', '2026-01-01 10:00:00.000', NULL),
+           (2, NULL, '10.00', '2026-01-01 10:00:00', 'deposit', '2026-01-01 10:00:01.000', NULL),
+           (3, 'ACC-1', 'twelve', '2026-01-01 10:00:00', 'deposit', '2026-01-01 10:00:02.000', NULL),
+           (4, 'ACC-1', '1.00', 'yesterday', 'deposit', '2026-01-01 10:00:03.000', NULL),
+           (5, 'ACC-1', '2.50', '2026-01-01 11:00:00', 'withdrawal', '2026-01-01 10:00:04.000', NULL),
+           (6, 'ACC-1', '9.99', '2026-01-01 11:00:00', 'deposit', NULL, NULL),
+           (7, CAST(X'C328' AS TEXT), '1.00', '2026-01-01 11:00:00', 'deposit', '2026-01-01 10:00:05.000', NULL),
+           (8, 'ACC-1', '1.00', '2026-01-01 11:00:00', 'deposit', '2026-01-01 10:00:06.000', printf('%.20000c', 'x')),
+           (9, 'ACC-1', '1.00', '2026-01-01 11:00:00', 'deposit', X'3132', NULL);",
     )
     .await
     .expect("the odd table");
@@ -285,7 +293,7 @@ async fn rows_that_cannot_be_mapped_are_logged_and_the_source_goes_on() {
             )
         })
         .collect();
-    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert_eq!(reasons.len(), 5, "{reasons:?}");
     assert_eq!(
         reasons[0],
         (2, "column acct_no (account_number) is NULL".into())
@@ -298,11 +306,22 @@ async fn rows_that_cannot_be_mapped_are_logged_and_the_source_goes_on() {
         reasons[2].0 == 4 && reasons[2].1.contains("yesterday"),
         "{reasons:?}"
     );
+    assert_eq!(
+        reasons[3],
+        (
+            7,
+            "column acct_no (account_number): is not valid UTF-8 text".into()
+        )
+    );
+    assert!(
+        reasons[4].0 == 8 && reasons[4].1.starts_with("description: "),
+        "the contract's limits apply at the source: {reasons:?}"
+    );
     let position: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&state).expect("state")).expect("json");
     assert_eq!(
-        position["id"], 5,
-        "past the rejected rows; the row without a timestamp is never read"
+        position["id"], 8,
+        "past the rejected rows; rows whose timestamp is NULL or a blob are never read"
     );
 }
 
@@ -545,4 +564,66 @@ where
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_postgres_rows_are_rejected_or_never_read_and_the_source_goes_on() {
+    let url = bank_storage::scratch::fresh_postgres(
+        &bank_storage::scratch::postgres_base_url(),
+        "table_hostile",
+    )
+    .await
+    .expect("PostgreSQL");
+    let db = bank_storage::connect::connect(&url, 1).await.expect("db");
+    db.execute_unprepared(
+        "CREATE TABLE pay (id BIGINT PRIMARY KEY, account_number TEXT, amount NUMERIC, kind TEXT,
+                           transaction_datetime TIMESTAMPTZ, updated_at TIMESTAMPTZ);
+         INSERT INTO pay VALUES
+           (1, 'ACC-1', 10.00, 'deposit', '2026-01-01T10:00:00Z', '2026-01-01T10:00:00Z'),
+           (2, 'ACC-1', 10.00, 'deposit', 'infinity', '2026-01-01T10:00:01Z'),
+           (3, 'ACC-1', 'NaN', 'deposit', '2026-01-01T10:00:00Z', '2026-01-01T10:00:02Z'),
+           (4, 'ACC-1', 1.005, 'deposit', '2026-01-01T10:00:00Z', '2026-01-01T10:00:03Z'),
+           (5, 'ACC-1', -3.00, 'deposit', '2026-01-01T10:00:00Z', '2026-01-01T10:00:04Z'),
+           (6, 'ACC-1', 1e20, 'deposit', '2026-01-01T10:00:00Z', '2026-01-01T10:00:05Z'),
+           (7, 'ACC-1', 1.00, 'deposit', '2026-01-01T10:00:00Z', '-infinity'),
+           (8, 'ACC-1', 1.00, 'deposit', '2026-01-01T10:00:00Z', 'infinity'),
+           (9, 'ACC-1', 2.50, 'withdrawal', '2026-01-01T11:00:00Z', '2026-01-01T10:00:06Z');",
+    )
+    .await
+    .expect("the hostile table");
+    let (tx, customers) = fresh_topics("table-hostile");
+    let (state, rejects) = (temp("state.json"), temp("rejects.jsonl"));
+    let rejects_arg = rejects.display().to_string();
+    let extra = [
+        "--table",
+        "pay",
+        "--stop-when-caught-up",
+        "--rejects",
+        &rejects_arg,
+    ];
+    run_producer(table_args(&url, &tx, &customers, &state, &extra))
+        .await
+        .expect("the source ends well");
+    let (seen, copies) = transactions_in(&tx, &customers).await;
+    assert_eq!(copies, 2, "rows 1 and 9");
+    assert_eq!(sums(&seen).get("ACC-1"), Some(&750));
+    let ids: Vec<i64> = std::fs::read_to_string(&rejects)
+        .expect("rejects log")
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("JSON")["id"]
+                .as_i64()
+                .unwrap_or(-1)
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        [2, 3, 4, 5, 6],
+        "infinite time, NaN, 3 decimals, a negative deposit, too large"
+    );
+    assert_eq!(
+        stored_id(&state),
+        9,
+        "infinite updated_at rows are never read"
+    );
 }

@@ -17,42 +17,36 @@ pub enum Events {
     Customers,
 }
 
-/// A field of the event: its name (also the default column), whether a row needs it, and
-/// whether it is a time (read in the column's own type rather than as text).
+/// A field of the event: its name (also the default column) and whether a row needs it.
 struct Field {
     name: &'static str,
     required: bool,
-    time: bool,
 }
 
-const fn field(name: &'static str, required: bool, time: bool) -> Field {
-    Field {
-        name,
-        required,
-        time,
-    }
+const fn field(name: &'static str, required: bool) -> Field {
+    Field { name, required }
 }
 
 const TRANSACTION_FIELDS: &[Field] = &[
-    field("account_number", true, false),
-    field("amount", true, false),
-    field("transaction_datetime", true, true),
-    field("description", false, false),
-    field("kind", false, false),
-    field("transaction_reference", false, false),
-    field("transaction_id", false, false),
-    field("currency", false, false),
-    field("branch_id", false, false),
+    field("account_number", true),
+    field("amount", true),
+    field("transaction_datetime", true),
+    field("description", false),
+    field("kind", false),
+    field("transaction_reference", false),
+    field("transaction_id", false),
+    field("currency", false),
+    field("branch_id", false),
 ];
 
 const CUSTOMER_FIELDS: &[Field] = &[
-    field("account_number", true, false),
-    field("first_name", false, false),
-    field("last_name", false, false),
-    field("email", false, false),
-    field("created_at", false, true),
-    field("updated_at", false, true),
-    field("branch_id", false, false),
+    field("account_number", true),
+    field("first_name", false),
+    field("last_name", false),
+    field("email", false),
+    field("created_at", false),
+    field("updated_at", false),
+    field("branch_id", false),
 ];
 
 impl Events {
@@ -69,7 +63,6 @@ impl Events {
 pub struct Selected {
     pub field: &'static str,
     pub column: String,
-    pub time: bool,
     required: bool,
 }
 
@@ -135,7 +128,6 @@ impl Mapping {
                 Some(column) => selected.push(Selected {
                     field: f.name,
                     column,
-                    time: f.time,
                     required: f.required,
                 }),
                 None if f.required => {
@@ -240,7 +232,7 @@ impl Mapping {
                 .map_err(|_| format!("branch_id {raw:?} is not a non-negative integer"))?,
             None => branch_of(&account_number, self.rules.branches),
         };
-        Ok(Customer {
+        let customer = Customer {
             first_name: clean_text(text("first_name").unwrap_or_default()),
             last_name: clean_text(text("last_name").unwrap_or_default()),
             email: clean_text(text("email").unwrap_or_default()),
@@ -248,7 +240,9 @@ impl Mapping {
             updated_at: time("updated_at")?,
             branch_id,
             account_number,
-        })
+        };
+        bank_contract::validate::customer(&customer).map_err(|violation| violation.to_string())?;
+        Ok(customer)
     }
 
     /// The cleaning rules name fields; a person fixing the table needs the column too.

@@ -199,7 +199,8 @@ impl Table {
     async fn open(args: &TableArgs) -> anyhow::Result<Table> {
         let backend = Backend::of_url(&args.database_url)?;
         let db = bank_storage::connect::connect(&args.database_url, 1).await?;
-        let columns = table_columns(&db, backend, &args.table).await?;
+        let typed = table_columns(&db, backend, &args.table).await?;
+        let columns: Vec<String> = typed.iter().map(|(name, _)| name.clone()).collect();
         for (flag, column) in [
             ("--timestamp-column", &args.timestamp_column),
             ("--incrementing-column", &args.incrementing_column),
@@ -220,8 +221,9 @@ impl Table {
             args.row_rules(),
         )
         .map_err(anyhow::Error::msg)?;
+        let types: std::collections::HashMap<String, String> = typed.into_iter().collect();
         let (select, select_first) =
-            select_sql(backend, args, &mapping).map_err(anyhow::Error::msg)?;
+            select_sql(backend, args, &mapping, &types).map_err(anyhow::Error::msg)?;
         Ok(Table {
             db,
             backend,
@@ -261,13 +263,18 @@ impl Table {
     fn read(&self, row: &QueryResult) -> anyhow::Result<Read> {
         let width = self.mapping.selected().len();
         let mut values = Vec::with_capacity(width);
+        let mut unreadable = None;
         for (i, selected) in self.mapping.selected().iter().enumerate() {
-            let value = if selected.time {
-                time_text(row, i)
-            } else {
-                row.try_get_by_index::<Option<String>>(i).ok().flatten()
-            };
-            values.push(value);
+            let value = text(row, i);
+            match value {
+                Ok(value) => values.push(value),
+                Err(why) => {
+                    unreadable.get_or_insert_with(|| {
+                        format!("column {} ({}): {why}", selected.column, selected.field)
+                    });
+                    values.push(None);
+                }
+            }
         }
         let mark = read_mark(row, width, self.backend)
             .with_context(|| format!("reading the timestamp column of {}", self.name))?;
@@ -280,7 +287,10 @@ impl Table {
                     self.name
                 )
             })?;
-        let event = self.mapping.map(&values, id);
+        let event = match unreadable {
+            Some(why) => Err(why),
+            None => self.mapping.map(&values, id),
+        };
         Ok(Read {
             mark,
             id,
@@ -320,18 +330,21 @@ fn select_sql(
     backend: Backend,
     args: &TableArgs,
     mapping: &Mapping,
+    types: &std::collections::HashMap<String, String>,
 ) -> Result<(String, String), String> {
     let table = quoted(&args.table)?;
-    let ts = quoted(&args.timestamp_column)?;
-    let id = quoted(&args.incrementing_column)?;
+    // Qualified, and the text columns aliased: `CAST(updated_at AS TEXT)` is itself named
+    // `updated_at`, which made `ORDER BY updated_at` ambiguous.
+    let ts = format!("src.{}", quoted(&args.timestamp_column)?);
+    let id = format!("src.{}", quoted(&args.incrementing_column)?);
     let mut list = Vec::new();
-    for selected in mapping.selected() {
-        let column = quoted(&selected.column)?;
-        list.push(if selected.time {
-            column
-        } else {
-            format!("CAST({column} AS TEXT)")
-        });
+    for (i, selected) in mapping.selected().iter().enumerate() {
+        let column = format!("src.{}", quoted(&selected.column)?);
+        let kind = types
+            .get(&selected.column)
+            .map(String::as_str)
+            .unwrap_or("");
+        list.push(format!("{} AS field{i}", text_of(backend, &column, kind)));
     }
     let p = |n| placeholder(backend, n);
     let older_than_delay = |n| match backend {
@@ -344,20 +357,24 @@ fn select_sql(
             p(n)
         ),
     };
-    let head = format!("SELECT {}, {ts}, {id} FROM {table}", list.join(", "));
+    // Rows without a position that can be stored are never read (as NULL timestamps are in
+    // Connect): PostgreSQL's infinite timestamps, and, SQLite being dynamically typed, a
+    // timestamp that is not text or an id that is not an integer.
+    let readable = match backend {
+        Backend::Postgres => format!("{ts} IS NOT NULL AND isfinite({ts}) AND {id} IS NOT NULL"),
+        Backend::Sqlite => format!("typeof({ts}) = 'text' AND typeof({id}) = 'integer'"),
+    };
+    let head = format!("SELECT {}, {ts}, {id} FROM {table} AS src", list.join(", "));
     let tail = format!("ORDER BY {ts}, {id} LIMIT {}", args.batch_size);
     // A row value, not `ts > $1 OR (ts = $1 AND id > $2)`: PostgreSQL turns only the row value
     // into an index range, where the OR form re-reads the table from its start on every batch.
     let after = format!(
-        "{head} WHERE ({ts}, {id}) > ({}, {}) AND {} {tail}",
+        "{head} WHERE {readable} AND ({ts}, {id}) > ({}, {}) AND {} {tail}",
         p(1),
         p(2),
         older_than_delay(3)
     );
-    let first = format!(
-        "{head} WHERE {ts} IS NOT NULL AND {} {tail}",
-        older_than_delay(1)
-    );
+    let first = format!("{head} WHERE {readable} AND {} {tail}", older_than_delay(1));
     Ok((after, first))
 }
 
@@ -365,19 +382,19 @@ async fn table_columns(
     db: &DatabaseConnection,
     backend: Backend,
     table: &str,
-) -> anyhow::Result<Vec<String>> {
+) -> anyhow::Result<Vec<(String, String)>> {
     quoted(table).map_err(anyhow::Error::msg)?;
     let (sql, values): (&str, Vec<Value>) = match (backend, table.split_once('.')) {
         (Backend::Postgres, Some((schema, name))) => (
-            "SELECT column_name::text FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
+            "SELECT column_name::text, data_type::text FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
             vec![schema.into(), name.into()],
         ),
         (Backend::Postgres, None) => (
-            "SELECT column_name::text FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
+            "SELECT column_name::text, data_type::text FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
             vec![table.into()],
         ),
         (Backend::Sqlite, _) => (
-            "SELECT name FROM pragma_table_info(?) ORDER BY cid",
+            "SELECT name, type FROM pragma_table_info(?) ORDER BY cid",
             vec![table.into()],
         ),
     };
@@ -391,24 +408,40 @@ async fn table_columns(
         .with_context(|| format!("listing the columns of {table}"))?;
     let columns = rows
         .iter()
-        .map(|r| r.try_get_by_index::<String>(0))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|r| {
+            Ok((
+                r.try_get_by_index::<String>(0)?,
+                r.try_get_by_index::<String>(1)?,
+            ))
+        })
+        .collect::<Result<Vec<_>, sea_orm::DbErr>>()?;
     if columns.is_empty() {
         anyhow::bail!("table {table} does not exist (or has no columns)");
     }
     Ok(columns)
 }
 
-/// A time column as text the cleaning rules read: RFC 3339 from a PostgreSQL timestamp, the
-/// stored text from SQLite.
-fn time_text(row: &QueryResult, i: usize) -> Option<String> {
-    if let Ok(at) = row.try_get_by_index::<Option<chrono::DateTime<chrono::Utc>>>(i) {
-        return at.map(|at| at.to_rfc3339());
+/// A column as text the cleaning rules read, computed by the database. PostgreSQL timestamps
+/// become RFC 3339 in UTC, and their infinities the words `infinity` and `-infinity` (which the
+/// rules then refuse): decoding an infinite timestamp makes the driver panic.
+fn text_of(backend: Backend, column: &str, kind: &str) -> String {
+    const RFC3339: &str = "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'";
+    match (backend, kind) {
+        (Backend::Postgres, "timestamp with time zone") => format!(
+            "CASE WHEN isfinite({column}) THEN to_char({column} AT TIME ZONE 'UTC', {RFC3339}) ELSE CAST({column} AS TEXT) END"
+        ),
+        (Backend::Postgres, "timestamp without time zone") => format!(
+            "CASE WHEN isfinite({column}) THEN to_char({column}, {RFC3339}) ELSE CAST({column} AS TEXT) END"
+        ),
+        _ => format!("CAST({column} AS TEXT)"),
     }
-    if let Ok(at) = row.try_get_by_index::<Option<chrono::NaiveDateTime>>(i) {
-        return at.map(|at| at.and_utc().to_rfc3339());
-    }
-    row.try_get_by_index::<Option<String>>(i).ok().flatten()
+}
+
+/// A column selected as text; an error (not NULL) for a value that is not valid UTF-8, which
+/// SQLite lets a TEXT column hold.
+fn text(row: &QueryResult, i: usize) -> Result<Option<String>, String> {
+    row.try_get_by_index::<Option<String>>(i)
+        .map_err(|_| "is not valid UTF-8 text".to_owned())
 }
 
 fn read_mark(row: &QueryResult, i: usize, backend: Backend) -> anyhow::Result<Mark> {
