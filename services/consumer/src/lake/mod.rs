@@ -151,13 +151,23 @@ struct Open {
     since: Instant,
 }
 
-/// One Kafka partition: `start` is the first offset no visible file covers, `next` the next
-/// offset to read; the rows between are in `open` (or were poison, dead-lettered).
+/// A file cut and encoded, waiting for its turn to be written.
+struct Sealed {
+    path: String,
+    bytes: bytes::Bytes,
+    rows: usize,
+}
+
+/// One Kafka partition: `start` is the first offset neither a file nor `sealed` covers, `next`
+/// the next offset to read; the rows between are in `open` (or were poison, dead-lettered).
+/// `sealed` files are written in order: the lake resumes one past a partition's last visible
+/// file, so a later file must never appear before an earlier one.
 struct Partition {
     table: Table,
     start: i64,
     next: i64,
     open: Option<Open>,
+    sealed: Vec<Sealed>,
 }
 
 pub struct LakeSink {
@@ -288,6 +298,7 @@ impl LakeSink {
                         start,
                         next: start,
                         open: None,
+                        sealed: Vec::new(),
                     };
                     self.partitions.insert(key.clone(), partition);
                     start
@@ -304,7 +315,7 @@ impl LakeSink {
                 .and_then(|p| p.open.as_ref())
                 .is_some_and(|o| o.dir != dir);
             if changes {
-                self.cut(key, row.offset()).await?;
+                self.seal(key, row.offset())?;
             }
             let Some(partition) = self.partitions.get_mut(key) else {
                 break;
@@ -331,13 +342,14 @@ impl LakeSink {
         Ok(())
     }
 
-    /// Writes the partition's open file, covering its offsets up to `end` (exclusive). On
-    /// failure the file stays open, whole, to be written again.
-    async fn cut(&mut self, key: &PartitionKey, end: i64) -> anyhow::Result<()> {
-        let Some(partition) = self.partitions.get(key) else {
+    /// Closes the partition's open file, covering its offsets up to `end` (exclusive), and
+    /// queues it for writing.
+    fn seal(&mut self, key: &PartitionKey, end: i64) -> anyhow::Result<()> {
+        let Some(partition) = self.partitions.get_mut(key) else {
             return Ok(());
         };
         let Some(open) = partition.open.as_ref().filter(|o| !o.rows.is_empty()) else {
+            partition.open = None;
             return Ok(());
         };
         let span = Span {
@@ -348,25 +360,66 @@ impl LakeSink {
         };
         let dir = layout::partition_dir(open.dir.0, open.dir.1);
         let path = layout::file_path(partition.table, &dir, &span);
-        let count = open.rows.len();
+        // Encoded before the rows are let go: a failure keeps them open.
         let bytes = open
             .rows
             .encode()
             .with_context(|| format!("encoding {path}"))?;
-        let size = bytes.len();
-        self.store.put(&path, bytes).await?;
-        if let Some(partition) = self.partitions.get_mut(key) {
-            partition.open = None;
-            partition.start = end;
-        }
-        self.counters.files.inc();
-        self.counters.rows.inc_by(count as u64);
-        self.counters.bytes.inc_by(size as u64);
-        tracing::debug!(path, count, size, "lake file written");
+        let rows = open.rows.len();
+        partition.sealed.push(Sealed {
+            path,
+            bytes: bytes.into(),
+            rows,
+        });
+        partition.open = None;
+        partition.start = end;
         Ok(())
     }
 
-    /// Cuts every open file that is due (or all of them, with `all`).
+    /// Writes every sealed file: each partition's in order, the partitions at once (each file
+    /// is created and fsynced: done one by one, that wait was half the run). What fails stays
+    /// sealed, to be written again.
+    async fn write_sealed(&mut self) -> anyhow::Result<()> {
+        let queues: Vec<(PartitionKey, Vec<Sealed>)> = self
+            .partitions
+            .iter_mut()
+            .filter(|(_, p)| !p.sealed.is_empty())
+            .map(|(key, p)| (key.clone(), std::mem::take(&mut p.sealed)))
+            .collect();
+        let writes = queues.into_iter().map(|(key, files)| {
+            let store = self.store.clone();
+            async move {
+                let mut written = 0;
+                let mut failure = None;
+                for file in &files {
+                    match store.put(&file.path, file.bytes.clone()).await {
+                        Ok(()) => written += 1,
+                        Err(error) => {
+                            failure = Some(error);
+                            break;
+                        }
+                    }
+                }
+                (key, files, written, failure)
+            }
+        });
+        let mut first_failure = None;
+        for (key, mut files, written, failure) in futures::future::join_all(writes).await {
+            for file in files.drain(..written) {
+                self.counters.files.inc();
+                self.counters.rows.inc_by(file.rows as u64);
+                self.counters.bytes.inc_by(file.bytes.len() as u64);
+                tracing::debug!(path = file.path, rows = file.rows, "lake file written");
+            }
+            if let Some(partition) = self.partitions.get_mut(&key) {
+                partition.sealed = files;
+            }
+            first_failure = first_failure.or(failure);
+        }
+        first_failure.map_or(Ok(()), Err)
+    }
+
+    /// Seals every open file that is due (or all of them, with `all`), then writes what is sealed.
     async fn cut_due(&mut self, all: bool) -> anyhow::Result<()> {
         let due: Vec<(PartitionKey, i64)> = self
             .partitions
@@ -380,8 +433,8 @@ impl LakeSink {
             })
             .collect();
         for (key, end) in due {
-            self.cut(&key, end).await?;
+            self.seal(&key, end)?;
         }
-        Ok(())
+        self.write_sealed().await
     }
 }

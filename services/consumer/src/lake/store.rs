@@ -74,7 +74,7 @@ impl Store {
     }
 
     /// Makes `bytes` visible at `path` (below the root), whole.
-    pub async fn put(&self, path: &str, bytes: Vec<u8>) -> anyhow::Result<()> {
+    pub async fn put(&self, path: &str, bytes: bytes::Bytes) -> anyhow::Result<()> {
         match self {
             Store::Local(root) => {
                 let root = root.clone();
