@@ -140,6 +140,19 @@ pub struct RowRules {
     pub branches: u32,
 }
 
+#[cfg(test)]
+impl RowRules {
+    /// What the unit tests read rows with: decimal points, month-first slashes, USD, 3 branches.
+    pub(crate) fn for_tests() -> RowRules {
+        RowRules {
+            decimal: DecimalStyle::Point,
+            slash_dates: SlashDates::MonthFirst,
+            default_currency: "USD".into(),
+            branches: 3,
+        }
+    }
+}
+
 /// Ids derived from rows live in their own UUIDv5 namespace.
 const ROW_ID_NAMESPACE: uuid::Uuid =
     uuid::Uuid::from_u128(0x6ba7_b8a0_9dad_11d1_80b4_00c0_4fd4_30c8);
@@ -247,12 +260,7 @@ mod tests {
     }
 
     fn rules() -> RowRules {
-        RowRules {
-            decimal: DecimalStyle::Point,
-            slash_dates: SlashDates::MonthFirst,
-            default_currency: "USD".into(),
-            branches: 3,
-        }
+        RowRules::for_tests()
     }
 
     fn columns(header: &[&str]) -> Result<Columns, String> {

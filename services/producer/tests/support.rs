@@ -11,14 +11,9 @@ use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Timestamp;
 
-pub fn bootstrap() -> String {
-    std::env::var("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
-}
-
-pub fn registry_url() -> String {
-    std::env::var("SCHEMA_REGISTRY_URL")
-        .unwrap_or_else(|_| "http://127.0.0.1:8081/apis/ccompat/v7".into())
-}
+// Each test binary uses its own subset.
+#[allow(unused_imports)]
+pub use bank_test_support::{Reaped, bootstrap, registry_url, terminate, wait_until};
 
 /// A pair of topic names no other test uses.
 pub fn fresh_topics(name: &str) -> (String, String) {

@@ -516,56 +516,6 @@ async fn metrics_tell_progress_and_sigterm_stops_cleanly() {
     assert_eq!(messages_in(&tx), 1010);
 }
 
-/// A child killed and reaped when dropped, so a failing test leaves nothing running.
-struct Reaped(std::process::Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// SIGTERM, then a bounded wait for exit 0.
-fn terminate(child: &mut Reaped) {
-    let pid = child.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
-    let started = std::time::Instant::now();
-    let status = loop {
-        if let Some(status) = child.0.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "stopped within 60 s of SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success(), "SIGTERM ends with exit 0: {status}");
-}
-
-/// Polls `check` every 100 ms until it holds; panics naming `what` after `limit`.
-async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_postgres_rows_are_rejected_or_never_read_and_the_source_goes_on() {
     let url = bank_storage::scratch::fresh_postgres(

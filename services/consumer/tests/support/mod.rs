@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,26 +13,12 @@ use bank_contract::pb::{Customer, Transaction, TransactionKind};
 use bank_contract::{Event, Registry, RegistryConfig, wire};
 use bank_runtime::shutdown::Stop;
 use clap::Parser;
+
+// Each test binary uses its own subset.
+#[allow(unused_imports)]
+pub use bank_test_support::{Reaped, bootstrap, free_port, registry_url, terminate, wait_until};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
-
-/// A loopback port nothing listens on right now (for a role's HTTP address).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-pub fn bootstrap() -> String {
-    std::env::var("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
-}
-
-pub fn registry_url() -> String {
-    std::env::var("SCHEMA_REGISTRY_URL")
-        .unwrap_or_else(|_| "http://127.0.0.1:8081/apis/ccompat/v7".into())
-}
 
 pub struct Topics {
     pub transactions: String,
@@ -58,22 +43,6 @@ pub async fn fresh_postgres(name: &str) -> String {
 
 pub fn fresh_sqlite(name: &str) -> String {
     bank_storage::scratch::fresh_sqlite(name)
-}
-
-/// Waits until `check` returns true, polling every 100 ms; panics naming `what` after `limit`.
-pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// The ledger's arguments for these topics and database; `extra` flags are appended.
@@ -610,51 +579,4 @@ pub async fn read_dead_letters(topics: &Topics, count: usize) -> Vec<Letter> {
     }
     letters.sort();
     letters
-}
-
-/// SIGTERM, then waits (bounded) for the process to exit; a clean stop exits 0.
-pub fn terminate(child: &mut std::process::Child) {
-    let sent = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(sent.success(), "SIGTERM sent");
-    let started = std::time::Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the child") {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "stopped within 60 s of SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success(), "a SIGTERM ends with exit 0: {status}");
-}
-
-/// A child process that is killed and reaped when dropped, so that a failing test leaves no
-/// process behind to compete with the next ones.
-pub struct Reaped(pub std::process::Child);
-
-impl std::ops::Deref for Reaped {
-    type Target = std::process::Child;
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Reaped {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
-    }
-}
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-        }
-        let _ = self.0.wait();
-    }
 }

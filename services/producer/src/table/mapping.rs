@@ -276,15 +276,9 @@ fn field_names() -> ColumnNames {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cleaning::DecimalStyle;
 
     fn rules() -> RowRules {
-        RowRules {
-            decimal: DecimalStyle::Point,
-            slash_dates: SlashDates::MonthFirst,
-            default_currency: "USD".into(),
-            branches: 3,
-        }
+        RowRules::for_tests()
     }
 
     fn columns(names: &[&str]) -> Vec<String> {
