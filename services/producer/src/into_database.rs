@@ -18,7 +18,7 @@ use bank_contract::pb::{Customer, Transaction, TransactionKind};
 use bank_runtime::shutdown::Stop;
 use bank_storage::connect::Backend;
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, Value};
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, Value};
 
 use crate::cli::GenerateArgs;
 use crate::manifest::{AccountTotals, Manifest, TopicCounts};
@@ -115,13 +115,6 @@ async fn open(args: &GenerateArgs, url: &str) -> anyhow::Result<Target> {
     })
 }
 
-fn db_backend(backend: Backend) -> DbBackend {
-    match backend {
-        Backend::Postgres => DbBackend::Postgres,
-        Backend::Sqlite => DbBackend::Sqlite,
-    }
-}
-
 /// A time as the backend stores it: `TIMESTAMPTZ`, or SQLite's sortable UTC text.
 fn time_value(backend: Backend, at: Option<&prost_types::Timestamp>) -> Value {
     let at = at
@@ -185,7 +178,7 @@ async fn upsert_customers(target: &Target, customers: &[Customer]) -> anyhow::Re
         target
             .db
             .execute_raw(Statement::from_sql_and_values(
-                db_backend(backend),
+                target.db.get_database_backend(),
                 sql,
                 values,
             ))
@@ -235,7 +228,7 @@ async fn insert_transactions(
     let inserted = target
         .db
         .query_all_raw(Statement::from_sql_and_values(
-            db_backend(backend),
+            target.db.get_database_backend(),
             sql,
             values,
         ))

@@ -29,7 +29,7 @@ use std::time::Duration;
 use anyhow::Context;
 use bank_runtime::shutdown::Stop;
 use bank_storage::connect::Backend;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, QueryResult, Statement, Value};
+use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult, Statement, Value};
 
 use crate::cli::TableArgs;
 use crate::output::Output;
@@ -86,7 +86,7 @@ pub async fn run(args: TableArgs) -> anyhow::Result<()> {
     let metrics = SourceMetrics::default();
     metrics.serve(args.http_addr, stop.clone()).await?;
     let mut publisher = Publisher::connect(&args.destination, &args.layout).await?;
-    let mut rejects = Rejects::open(&args)?;
+    let mut rejects = Rejects::new(&args);
     let mut output = Output::new(args.silent, None);
     let mut announced = std::collections::HashSet::new();
     let poll = Duration::from_millis(args.poll_interval_ms);
@@ -106,6 +106,7 @@ pub async fn run(args: TableArgs) -> anyhow::Result<()> {
             )?;
             tokio::task::block_in_place(|| publisher.flush(FLUSH_LIMIT))
                 .context("delivering the batch")?;
+            metrics.published.inc_by(sent);
             rejects.flush()?;
             let published = position.as_ref().map_or(0, |p| p.published) + sent;
             let next = Position {
@@ -189,7 +190,6 @@ fn publish(
                 continue;
             }
         }
-        metrics.published.inc();
         sent += 1;
     }
     Ok(sent)
@@ -237,11 +237,7 @@ impl Table {
     }
 
     fn statement(&self, sql: &str, values: Vec<Value>) -> Statement {
-        let backend = match self.backend {
-            Backend::Postgres => DbBackend::Postgres,
-            Backend::Sqlite => DbBackend::Sqlite,
-        };
-        Statement::from_sql_and_values(backend, sql, values)
+        Statement::from_sql_and_values(self.db.get_database_backend(), sql, values)
     }
 
     async fn next_batch(&self, after: Option<&Position>) -> anyhow::Result<Vec<Read>> {
@@ -398,12 +394,12 @@ async fn table_columns(
             vec![table.into()],
         ),
     };
-    let backend_kind = match backend {
-        Backend::Postgres => DbBackend::Postgres,
-        Backend::Sqlite => DbBackend::Sqlite,
-    };
     let rows = db
-        .query_all_raw(Statement::from_sql_and_values(backend_kind, sql, values))
+        .query_all_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            sql,
+            values,
+        ))
         .await
         .with_context(|| format!("listing the columns of {table}"))?;
     let columns = rows
@@ -468,16 +464,16 @@ struct Rejects {
 }
 
 impl Rejects {
-    fn open(args: &TableArgs) -> anyhow::Result<Rejects> {
+    fn new(args: &TableArgs) -> Rejects {
         let path = args
             .rejects
             .clone()
             .unwrap_or_else(|| PathBuf::from(format!("{}.rejects.jsonl", args.table)));
-        Ok(Rejects {
+        Rejects {
             path,
             file: None,
             count: 0,
-        })
+        }
     }
 
     fn write(&mut self, row: &Read, reason: &str) -> anyhow::Result<()> {
