@@ -139,13 +139,12 @@ K8S_NAMESPACE := bankstream
 ROLLOUT_TIMEOUT ?= 600s
 
 .PHONY: images
-images: ## Build the images bankstream/{producer,consumer}:dev (needs a Docker engine)
-	@docker info >/dev/null 2>&1 || { echo "images: no Docker engine answers (docker info failed); start Docker, or use the native stack (make stack-up)" >&2; exit 1; }
-	for target in producer consumer; do \
-	  docker build -f docker/Dockerfile --target "$$target" -t "bankstream/$$target:$(IMAGE_TAG)" \
-	    --build-arg REVISION="$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
-	    --build-arg CREATED="$$(date -u +%Y-%m-%dT%H:%M:%SZ)" . ; \
-	done
+images: ## Build bankstream/{producer,consumer}:dev with any Docker-compatible engine (podman set up if none), print sizes, run them
+	bash dev/images.sh
+
+.PHONY: compose-smoke
+compose-smoke: ## Start the compose deployment for real (local stand-ins for public images), reconcile, stop cleanly, down -v
+	bash dev/compose-smoke.sh
 
 .PHONY: compose-up
 compose-up: ## docker compose up: Kafka, registry, PostgreSQL, producer, consumers (COMPOSE_PROFILES=observability,ui for more)

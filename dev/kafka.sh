@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Apache Kafka, single node, KRaft mode, from Maven Central jars. Usage: kafka.sh up|down|status
+# Apache Kafka, single node, KRaft mode, from Maven Central jars. Usage: kafka.sh up|install|down|status
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 KAFKA_HOME="$STACK_DIR/kafka"
@@ -101,7 +101,9 @@ up() {
 
 case "${1:-}" in
   up) up ;;
+  # The jars only (for the container stand-in, dev/containers/standins.sh): prints their folder.
+  install) install_jars && echo "$LIBS" ;;
   down) stop_pid kafka ;;
   status) if pid_alive kafka; then echo "kafka: running, 127.0.0.1:$KAFKA_PORT"; else echo "kafka: stopped"; fi ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  *) echo "usage: $0 up|install|down|status" >&2; exit 2 ;;
 esac

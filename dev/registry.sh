@@ -2,7 +2,7 @@
 # Apicurio Registry 3.x from Maven Central, serving the Confluent-compatible API at
 # http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7. Schemas persist in an H2 file under the stack
 # folder, so schema ids survive a restart like the Kafka messages that carry them.
-# Usage: registry.sh up|down|status
+# Usage: registry.sh up|install|down|status
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 HOME_DIR="$STACK_DIR/registry"
@@ -67,7 +67,9 @@ up() {
 
 case "${1:-}" in
   up) up ;;
+  # The application and the JDK it runs on (for the container stand-in): prints both folders.
+  install) install_app && echo "$APP" && dirname "$(dirname "$(readlink -f "$(find_java)")")" ;;
   down) stop_pid registry ;;
   status) if pid_alive registry; then echo "registry: running, $URL/apis/ccompat/v7"; else echo "registry: stopped"; fi ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  *) echo "usage: $0 up|install|down|status" >&2; exit 2 ;;
 esac

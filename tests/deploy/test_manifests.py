@@ -170,9 +170,19 @@ def load_yaml(path: Path) -> dict:
         return yaml.safe_load(f)
 
 
+IMAGE_VARIABLE = re.compile(r"^\$\{([A-Z][A-Z0-9_]*):-([^}]+)\}$")
+
+
 @functools.cache
 def compose() -> dict:
-    return load_yaml(COMPOSE_FILE)
+    """The compose file, with each service's image variable resolved to its default (the public
+    image), as `docker compose` resolves it when the variable is unset."""
+    doc = load_yaml(COMPOSE_FILE)
+    for service in doc.get("services", {}).values():
+        match = IMAGE_VARIABLE.match(str(service.get("image", "")))
+        if match:
+            service["image"] = match.group(2)
+    return doc
 
 
 def parse_env_file(path: Path) -> dict[str, str]:
@@ -811,7 +821,7 @@ def test_dockerfile_targets_run_the_binaries_they_build():
     )
     for binary in BINARIES:
         stage = " ".join(stages[binary])
-        assert f"COPY --from=builder /src/target/release/{binary} /usr/local/bin/{binary}" in stage
+        assert f"COPY --from=builder /out/bin/{binary} /usr/local/bin/{binary}" in stage
         assert f'ENTRYPOINT ["/usr/local/bin/{binary}"]' in stage
     runtime = " ".join(stages["runtime"])
     assert f"USER {APP_UID}:{APP_UID}" in runtime, "the runtime user must be numeric (runAsNonRoot)"
@@ -1204,3 +1214,46 @@ def test_kubernetes_objects_match_the_api_schemas(overlay, version):
                 f"{doc['kind']}/{doc['metadata']['name']}: {getattr(error, 'message', error)}"
             )
     assert not errors, "\n".join(errors)
+
+
+def third_party_images(docs: list[dict]) -> set[str]:
+    images = set()
+    for doc in docs:
+        spec = pod_spec(doc)
+        for c in (spec or {}).get("containers", []) + (spec or {}).get("initContainers", []):
+            if image_repository(c["image"]) not in IMAGE_BINARY:
+                images.add(c["image"])
+    return images
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_kubernetes_runs_what_the_compose_smoke_test_proves(overlay):
+    """`make compose-smoke` proves the compose deployment; Kubernetes, which cannot run here,
+    must use the same third-party images (compose's variable defaults), the same registry URL
+    and the same health endpoint of our roles."""
+    raw = load_yaml(COMPOSE_FILE)
+    for name, service in raw["services"].items():
+        image = str(service.get("image", ""))
+        if image_repository(image) not in IMAGE_BINARY:
+            assert IMAGE_VARIABLE.match(image), f"compose service {name}: image {image} is not a ${{VAR:-default}}"
+    compose_images = {
+        s["image"] for s in compose()["services"].values() if image_repository(s["image"]) not in IMAGE_BINARY
+    }
+    docs = rendered(overlay)
+    k8s_images = third_party_images(docs)
+    assert k8s_images, "no third-party images in the overlay"
+    assert k8s_images <= compose_images, f"Kubernetes uses {k8s_images - compose_images}, compose does not"
+    registry = IMAGE_VARIABLE.match(raw["x-bankstream-env"]["SCHEMA_REGISTRY_URL"])
+    assert registry, "compose: SCHEMA_REGISTRY_URL must be a ${VAR:-default}"
+    config = by_prefix(docs, "ConfigMap", "bankstream-config")
+    assert config["data"]["SCHEMA_REGISTRY_URL"] == registry.group(2)
+    for role in ("ledger", "summary", "limits"):
+        spec = pod_spec(by_kind_name(docs, "Deployment", role))
+        (consumer,) = [c for c in spec["containers"] if image_repository(c["image"]) == "bankstream/consumer"]
+        assert consumer["livenessProbe"]["httpGet"]["path"] == "/healthz", role
+        assert consumer["securityContext"]["readOnlyRootFilesystem"] is True, role
+        assert consumer["securityContext"].get("runAsNonRoot") or spec.get("securityContext", {}).get("runAsNonRoot"), role
+    for name in ("consumer-ledger", "consumer-summary", "consumer-limits"):
+        service = raw["services"][name]
+        assert service["healthcheck"]["test"] == ["CMD", "/usr/local/bin/consumer", "healthcheck"], name
+        assert service["read_only"] is True, name
