@@ -34,9 +34,11 @@ DEBIAN_SUITE=bookworm
 containers_log() { printf 'containers: %s\n' "$*" >&2; }
 containers_die() { printf 'containers: %s\n' "$*" >&2; exit 1; }
 
-# Points the docker CLI at podman's socket when that is the engine we set up.
+engine_answers() { timeout 20 docker info >/dev/null 2>&1; }
+
+# Points the docker CLI at podman's socket when that is the engine we set up and no other answers.
 containers_env() {
-  if [[ -z "${DOCKER_HOST:-}" && -S "$PODMAN_SOCKET" ]] && ! docker info >/dev/null 2>&1; then
+  if [[ -z "${DOCKER_HOST:-}" && -S "$PODMAN_SOCKET" ]] && ! engine_answers; then
     export DOCKER_HOST="unix://$PODMAN_SOCKET"
   fi
   if [[ "${DOCKER_HOST:-}" == "unix://$PODMAN_SOCKET" ]]; then
@@ -44,8 +46,6 @@ containers_env() {
     export DOCKER_BUILDKIT=0
   fi
 }
-
-engine_answers() { timeout 20 docker info >/dev/null 2>&1; }
 
 install_podman() {
   local packages=(podman buildah runc fuse-overlayfs slirp4netns uidmap netavark aardvark-dns
