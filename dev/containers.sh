@@ -83,8 +83,9 @@ start_podman_service() {
   if ! pid_running "$PODMAN_RUN_DIR/service.pid"; then
     rm -f "$PODMAN_SOCKET"
     containers_log "starting podman's Docker API on $PODMAN_SOCKET"
-    setsid nohup podman system service --time=0 "unix://$PODMAN_SOCKET" \
-      >"$PODMAN_RUN_DIR/service.log" 2>&1 </dev/null &
+    # From /: a service keeps its working directory, and a deleted one (a CI clone) breaks conmon.
+    (cd / && exec setsid nohup podman system service --time=0 "unix://$PODMAN_SOCKET" \
+      >"$PODMAN_RUN_DIR/service.log" 2>&1 </dev/null) &
     echo $! >"$PODMAN_RUN_DIR/service.pid"
   fi
   local deadline=$((SECONDS + 30))
@@ -93,7 +94,7 @@ start_podman_service() {
     sleep 0.5
   done
   if ! pid_running "$PODMAN_RUN_DIR/health.pid"; then
-    setsid nohup bash "$CONTAINERS_DIR/healthchecks.sh" >"$PODMAN_RUN_DIR/health.log" 2>&1 </dev/null &
+    (cd / && exec setsid nohup bash "$CONTAINERS_DIR/healthchecks.sh" >"$PODMAN_RUN_DIR/health.log" 2>&1 </dev/null) &
     echo $! >"$PODMAN_RUN_DIR/health.pid"
   fi
 }
