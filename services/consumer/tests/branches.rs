@@ -3,24 +3,26 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use support::*;
 
-fn instance(topics: &Topics, database_url: &str, port: u16) -> Child {
+fn instance(topics: &Topics, database_url: &str, port: u16) -> Reaped {
     let log = std::env::temp_dir().join(format!("{}-{port}.tuples", topics.group));
     let mut args = ledger_args(topics, database_url, &log, &["--batch-size", "200"]);
     let http = args.iter().position(|a| a == "--http-addr").unwrap() + 1;
     args[http] = format!("127.0.0.1:{port}");
-    Command::new(env!("CARGO_BIN_EXE_consumer"))
-        .args(args)
-        // A killed member's branches move after this timeout (the broker's minimum).
-        .args(["--kafka-config", "session.timeout.ms=6000"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start a ledger instance")
+    Reaped(
+        Command::new(env!("CARGO_BIN_EXE_consumer"))
+            .args(args)
+            // A killed member's branches move after this timeout (the broker's minimum).
+            .args(["--kafka-config", "session.timeout.ms=6000"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start a ledger instance"),
+    )
 }
 
 async fn ready(port: u16) -> bool {
@@ -45,7 +47,7 @@ async fn three_instances_share_branches_and_survive_losing_one() {
     // Topics with 3 partitions exist before the instances join.
     let _ = RawProducer::new(&topics).await;
     let ports = [free_port(), free_port(), free_port()];
-    let mut instances: Vec<Child> = ports
+    let mut instances: Vec<Reaped> = ports
         .iter()
         .map(|p| instance(&topics, &database_url, *p))
         .collect();

@@ -17,7 +17,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bank_contract::pb::Customer;
@@ -68,7 +68,7 @@ impl Rng {
 
 /// A ledger process of the scenario.
 struct Instance {
-    child: Child,
+    child: Reaped,
     port: u16,
     log: std::path::PathBuf,
 }
@@ -103,7 +103,11 @@ fn start(topics: &Topics, database_url: &str, name: &str) -> Instance {
         )
         .spawn()
         .expect("start the ledger binary");
-    Instance { child, port, log }
+    Instance {
+        child: Reaped(child),
+        port,
+        log,
+    }
 }
 
 impl Instance {

@@ -18,7 +18,7 @@ fn spawn_binary(
     topics: &Topics,
     database_url: &str,
     env: &[(&str, &str)],
-) -> (Child, std::path::PathBuf) {
+) -> (Reaped, std::path::PathBuf) {
     let log =
         std::env::temp_dir().join(format!("{}.{}.stderr", topics.group, uuid::Uuid::new_v4()));
     let tuples = std::env::temp_dir().join(format!("{}.tuples", topics.group));
@@ -29,7 +29,7 @@ fn spawn_binary(
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("start the ledger binary");
-    (child, log)
+    (Reaped(child), log)
 }
 
 fn read(path: &std::path::Path) -> String {

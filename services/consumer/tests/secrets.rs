@@ -98,11 +98,13 @@ async fn planted_secrets_never_reach_logs_help_metrics_or_http() {
     };
 
     let log = dir.join("stderr");
-    let mut child = command(args(&registry))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = Reaped(
+        command(args(&registry))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let http = |path: &'static str| async move {
         let url = format!("http://127.0.0.1:{port}{path}");
         match reqwest::get(url).await {
