@@ -46,6 +46,7 @@ if [[ "$scope" != build ]]; then
 fi
 if [[ "$scope" == test ]]; then
   want python3-venv "the venv of the Confluent-client interop tests" python_venv
+  want openssl "throwaway certificates for the tests of TLS to the registry" has openssl
 fi
 
 if ((${#packages[@]})); then

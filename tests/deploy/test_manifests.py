@@ -814,7 +814,8 @@ def test_dockerfile_targets_run_the_binaries_they_build():
     build = [i for i in stages["builder"] if i.startswith("RUN cargo build")]
     assert len(build) == 1, "exactly one `RUN cargo build` in the builder stage (CI runs that line)"
     words = build[0].split()[1:]
-    assert words[:4] == ["cargo", "build", "--release", "--locked"], build[0]
+    # The image profile (Cargo.toml): the release profile with fat LTO and one codegen unit.
+    assert words[:5] == ["cargo", "build", "--profile", "image", "--locked"], build[0]
     built = {words[i + 1] for i, w in enumerate(words) if w == "--bin"}
     assert built == set(BINARIES), (
         f"the build command builds {built}, the images need {set(BINARIES)}"

@@ -99,6 +99,19 @@ impl std::fmt::Debug for Registry {
     }
 }
 
+/// An error and its causes on one line: reqwest's own text ("error sending request") hides
+/// what OpenSSL or the resolver said.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 impl Registry {
     pub fn new(config: &RegistryConfig) -> Result<Self, RegistryError> {
         let url = config.url.trim_end_matches('/').to_owned();
@@ -141,13 +154,24 @@ impl Registry {
         if let Some((user, password)) = &self.config.basic_auth {
             request = request.basic_auth(user, Some(password.expose_secret()));
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| RegistryError::Unavailable {
-                url: self.shown.clone(),
-                detail: self.scrub(e.without_url().to_string()),
-            })?;
+        let response = request.send().await.map_err(|e| {
+            let detail = self.scrub(error_chain(&e.without_url()));
+            // A refused certificate does not get better by waiting: say so at once.
+            if detail.contains("certificate verify failed") {
+                RegistryError::Misconfigured {
+                    url: self.shown.clone(),
+                    detail: format!(
+                        "its TLS certificate is not trusted ({detail}); add its CA to the \
+                         system's store or name it in SSL_CERT_FILE"
+                    ),
+                }
+            } else {
+                RegistryError::Unavailable {
+                    url: self.shown.clone(),
+                    detail,
+                }
+            }
+        })?;
         let status = response.status().as_u16();
         match status {
             200..=299 => Ok(()),
@@ -211,20 +235,28 @@ impl Registry {
         subject: &str,
         schema: SuppliedSchema,
     ) -> Result<SchemaId, RegistryError> {
-        match post_schema(&self.settings, subject.to_owned(), schema).await {
-            Ok(registered) => Ok(registered.id),
-            Err(e) => Err(match self.classify(&e) {
-                RegistryError::Invalid { detail } => RegistryError::Rejected {
-                    subject: subject.to_owned(),
-                    detail,
-                },
-                RegistryError::NotFound { what } => RegistryError::Rejected {
-                    subject: subject.to_owned(),
-                    detail: format!("registry answered 'not found' ({what})"),
-                },
-                other => other,
-            }),
+        let e = match post_schema(&self.settings, subject.to_owned(), schema).await {
+            Ok(registered) => return Ok(registered.id),
+            Err(e) => self.classify(&e),
+        };
+        // The converter says only "error sending request"; the probe says why, and a refused
+        // certificate is a misconfiguration, not an outage to wait out.
+        if e.is_transient()
+            && let Err(refused @ RegistryError::Misconfigured { .. }) = self.probe().await
+        {
+            return Err(refused);
         }
+        Err(match e {
+            RegistryError::Invalid { detail } => RegistryError::Rejected {
+                subject: subject.to_owned(),
+                detail,
+            },
+            RegistryError::NotFound { what } => RegistryError::Rejected {
+                subject: subject.to_owned(),
+                detail: format!("registry answered 'not found' ({what})"),
+            },
+            other => other,
+        })
     }
 
     /// The fully-qualified name of the message type a framed value declares (schema id plus

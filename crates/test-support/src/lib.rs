@@ -84,3 +84,83 @@ impl Drop for Reaped {
         let _ = self.0.wait();
     }
 }
+
+/// A throwaway HTTPS front (`tests/tls/https_proxy.py`) for the schema registry, whose
+/// self-signed certificate a client trusts only when told to: `SSL_CERT_FILE=<ca>`.
+pub struct HttpsRegistry {
+    /// The registry's URL with the scheme, host and port of the HTTPS front.
+    pub url: String,
+    /// The front's certificate (its own CA), in PEM.
+    pub ca: std::path::PathBuf,
+    _proxy: Reaped,
+}
+
+/// Starts an HTTPS front for the registry at `registry` (`http://host:port/path`).
+pub fn https_registry(registry: &str) -> HttpsRegistry {
+    let rest = registry
+        .strip_prefix("http://")
+        .expect("the stack's registry URL is plain http");
+    let (host_port, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let dir = std::env::temp_dir().join(format!(
+        "https-registry-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
+    std::fs::create_dir_all(&dir).expect("a scratch folder");
+    let (ca, key, port_file) = (dir.join("cert.pem"), dir.join("key.pem"), dir.join("port"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&ca)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("run openssl (Debian's openssl package)");
+    assert!(made.success(), "openssl made a self-signed certificate");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/tls/https_proxy.py"
+    );
+    let proxy = Reaped(
+        std::process::Command::new("python3")
+            .arg(script)
+            .arg("--upstream")
+            .arg(format!("http://{host_port}"))
+            .arg("--cert")
+            .arg(&ca)
+            .arg("--key")
+            .arg(&key)
+            .arg("--port-file")
+            .arg(&port_file)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start the HTTPS front (python3)"),
+    );
+    let started = std::time::Instant::now();
+    let port = loop {
+        if let Ok(port) = std::fs::read_to_string(&port_file) {
+            break port;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the HTTPS front listens within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    HttpsRegistry {
+        url: format!("https://127.0.0.1:{}{path}", port.trim()),
+        ca,
+        _proxy: proxy,
+    }
+}

@@ -202,3 +202,58 @@ async fn sigterm_while_the_database_is_unreachable_exits_cleanly_within_the_grac
     assert!(!stderr.contains("panicked"), "{stderr}");
     proxy.restore();
 }
+
+/// The ledger with its registry behind HTTPS whose certificate only `ca` vouches for.
+fn spawn_over_https(
+    topics: &Topics,
+    database_url: &str,
+    registry: &str,
+    ca: Option<&std::path::Path>,
+) -> (Reaped, std::path::PathBuf) {
+    let log = std::env::temp_dir().join(format!("{}.https.stderr", topics.group));
+    let tuples = std::env::temp_dir().join(format!("{}.tuples", topics.group));
+    let mut args = ledger_args(topics, database_url, &tuples, &[]);
+    let at = args.iter().position(|a| a == "-s").expect("-s") + 1;
+    args[at] = registry.to_owned();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_consumer"));
+    command
+        .args(args)
+        .env_remove("SSL_CERT_DIR")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    match ca {
+        Some(ca) => command.env("SSL_CERT_FILE", ca),
+        None => command.env_remove("SSL_CERT_FILE"),
+    };
+    (Reaped(command.spawn().expect("start the ledger")), log)
+}
+
+#[tokio::test]
+async fn a_registry_behind_https_is_used_when_its_ca_is_trusted_and_refused_at_once_otherwise() {
+    let front = bank_test_support::https_registry(&registry_url());
+    let topics = fresh_topics("https");
+    let database_url = fresh_sqlite("https");
+    generate(&topics, 3, 40, 5).await;
+
+    // Not trusted (the system's CA store only): a misconfiguration, so the start fails at once
+    // naming the URL, instead of waiting for a registry that will never be reachable.
+    let (mut child, log) = spawn_over_https(&topics, &database_url, &front.url, None);
+    let (code, _) = wait_exit(&mut child, WAIT).await;
+    let stderr = read(&log);
+    assert_ne!(code, Some(0), "an untrusted certificate fails the start");
+    let port = front.url.split('/').nth(2).expect("host:port");
+    assert!(
+        stderr.contains(port) && stderr.contains("certificate"),
+        "the error names the registry and its certificate: {stderr}"
+    );
+
+    // Trusted through SSL_CERT_FILE, as a corporate CA is: schemas are fetched over TLS.
+    let (mut child, log) = spawn_over_https(&topics, &database_url, &front.url, Some(&front.ca));
+    let db = connect(&database_url).await;
+    wait_until("43 rows decoded over HTTPS", WAIT, || async {
+        count(&db, "transactions").await + count(&db, "customers").await >= 43
+    })
+    .await;
+    terminate(&mut child);
+    assert!(!read(&log).contains("ERROR"), "{}", read(&log));
+}

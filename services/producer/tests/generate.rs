@@ -290,3 +290,45 @@ fn sigterm_stops_flushes_and_reports() {
     assert_eq!(numbers[2] + numbers[5], 0);
     assert!(numbers[3] >= 50);
 }
+
+#[tokio::test]
+async fn a_registry_behind_https_is_trusted_through_the_ca_store_only() {
+    let front = bank_test_support::https_registry(&support::registry_url());
+    let (tx_topic, customer_topic) = fresh_topics("https");
+    let mut args = destination(&tx_topic, &customer_topic);
+    let at = args.iter().position(|a| a == "-s").expect("-s") + 1;
+    args[at] = front.url.clone();
+    let run = |ca: Option<&std::path::Path>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_producer"));
+        command
+            .arg("generate")
+            .args(&args)
+            .args(["--count", "5", "--customers", "2", "--silent"])
+            .env_remove("SSL_CERT_DIR");
+        match ca {
+            Some(ca) => command.env("SSL_CERT_FILE", ca),
+            None => command.env_remove("SSL_CERT_FILE"),
+        };
+        command.output().expect("run the producer")
+    };
+
+    let refused = run(None);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success(),
+        "a certificate no trusted CA signed is refused: {stderr}"
+    );
+    let port = front.url.split('/').nth(2).expect("host:port");
+    assert!(
+        stderr.contains(port) && stderr.contains("certificate"),
+        "the error names the registry and its certificate: {stderr}"
+    );
+
+    let trusted = run(Some(&front.ca));
+    assert!(
+        trusted.status.success(),
+        "trusted through SSL_CERT_FILE: {}",
+        String::from_utf8_lossy(&trusted.stderr)
+    );
+    assert_eq!(read_back(&tx_topic, &customer_topic, 7).await.len(), 7);
+}
