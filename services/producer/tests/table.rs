@@ -60,29 +60,40 @@ fn table_args(
     argv
 }
 
-/// Messages in `topic` now (the sum of its partitions' end offsets).
+/// Messages in `topic` now (the sum of its partitions' end offsets). Right after the source
+/// creates a topic its partitions may have no leader yet ("not leader for partition"): asked
+/// again, bounded, rather than failing the test on the broker's election.
 fn messages_in(topic: &str) -> usize {
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
         .create()
         .expect("client");
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("metadata");
+    let started = std::time::Instant::now();
+    loop {
+        match end_offsets(&consumer, topic) {
+            Ok(total) => return total,
+            Err(error) => assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "end offsets of {topic} for 30 s: {error}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn end_offsets(consumer: &BaseConsumer, topic: &str) -> rdkafka::error::KafkaResult<usize> {
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
     let partitions: Vec<i32> = metadata
         .topics()
         .iter()
         .flat_map(|t| t.partitions().iter().map(|p| p.id()))
         .collect();
-    partitions
-        .iter()
-        .map(|p| {
-            consumer
-                .fetch_watermarks(topic, *p, Duration::from_secs(10))
-                .expect("watermarks")
-                .1 as usize
-        })
-        .sum()
+    let mut total = 0;
+    for partition in partitions {
+        let (_, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
+        total += usize::try_from(high).unwrap_or(0);
+    }
+    Ok(total)
 }
 
 /// Every transaction in the topic: id -> (account, signed cents), and how many times each id came.
