@@ -154,24 +154,7 @@ impl Registry {
         if let Some((user, password)) = &self.config.basic_auth {
             request = request.basic_auth(user, Some(password.expose_secret()));
         }
-        let response = request.send().await.map_err(|e| {
-            let detail = self.scrub(error_chain(&e.without_url()));
-            // A refused certificate does not get better by waiting: say so at once.
-            if detail.contains("certificate verify failed") {
-                RegistryError::Misconfigured {
-                    url: self.shown.clone(),
-                    detail: format!(
-                        "its TLS certificate is not trusted ({detail}); add its CA to the \
-                         system's store or name it in SSL_CERT_FILE"
-                    ),
-                }
-            } else {
-                RegistryError::Unavailable {
-                    url: self.shown.clone(),
-                    detail,
-                }
-            }
-        })?;
+        let response = request.send().await.map_err(|e| self.send_failure(e))?;
         let status = response.status().as_u16();
         match status {
             200..=299 => Ok(()),
@@ -190,6 +173,26 @@ impl Registry {
                      API there (for Apicurio the URL ends in /apis/ccompat/v7)"
                 ),
             }),
+        }
+    }
+
+    /// A request that got no answer: an outage to wait out, unless the registry's certificate
+    /// was refused, which waiting does not mend.
+    fn send_failure(&self, e: reqwest::Error) -> RegistryError {
+        let detail = self.scrub(error_chain(&e.without_url()));
+        if detail.contains("certificate verify failed") {
+            RegistryError::Misconfigured {
+                url: self.shown.clone(),
+                detail: format!(
+                    "its TLS certificate is not trusted ({detail}); add its CA to the system's \
+                     store or name it in SSL_CERT_FILE"
+                ),
+            }
+        } else {
+            RegistryError::Unavailable {
+                url: self.shown.clone(),
+                detail,
+            }
         }
     }
 

@@ -39,6 +39,22 @@ where
     }
 }
 
+/// The synchronous [`wait_until`], for tests outside a runtime or helpers that need a value:
+/// polls `check` every 20 ms until it gives one; panics naming `what` after `limit`.
+pub fn poll_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// SIGTERM, then waits (bounded) for the process to exit; a clean stop exits 0.
 pub fn terminate(child: &mut std::process::Child) {
     let sent = std::process::Command::new("kill")
@@ -46,17 +62,9 @@ pub fn terminate(child: &mut std::process::Child) {
         .status()
         .expect("run kill");
     assert!(sent.success(), "SIGTERM sent");
-    let started = std::time::Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the child") {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "stopped within 60 s of SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = poll_for("the exit after SIGTERM", Duration::from_secs(60), || {
+        child.try_wait().expect("wait for the child")
+    });
     assert!(status.success(), "a SIGTERM ends with exit 0: {status}");
 }
 
@@ -95,17 +103,27 @@ pub struct HttpsRegistry {
     _proxy: Reaped,
 }
 
+impl HttpsRegistry {
+    /// Makes `command` trust the front's certificate (`trusted`) or only the system's CA store.
+    pub fn trust_in(&self, command: &mut std::process::Command, trusted: bool) {
+        command.env_remove("SSL_CERT_DIR");
+        if trusted {
+            command.env("SSL_CERT_FILE", &self.ca);
+        } else {
+            command.env_remove("SSL_CERT_FILE");
+        }
+    }
+}
+
 /// Starts an HTTPS front for the registry at `registry` (`http://host:port/path`).
 pub fn https_registry(registry: &str) -> HttpsRegistry {
     let rest = registry
         .strip_prefix("http://")
         .expect("the stack's registry URL is plain http");
     let (host_port, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let dir = std::env::temp_dir().join(format!(
-        "https-registry-{}-{}",
-        std::process::id(),
-        free_port()
-    ));
+    static FRONTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let front = FRONTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("https-registry-{}-{front}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("a scratch folder");
     let (ca, key, port_file) = (dir.join("cert.pem"), dir.join("key.pem"), dir.join("port"));
     let made = std::process::Command::new("openssl")
@@ -147,17 +165,9 @@ pub fn https_registry(registry: &str) -> HttpsRegistry {
             .spawn()
             .expect("start the HTTPS front (python3)"),
     );
-    let started = std::time::Instant::now();
-    let port = loop {
-        if let Ok(port) = std::fs::read_to_string(&port_file) {
-            break port;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the HTTPS front listens within 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let port = poll_for("the HTTPS front to listen", Duration::from_secs(30), || {
+        std::fs::read_to_string(&port_file).ok()
+    });
     HttpsRegistry {
         url: format!("https://127.0.0.1:{}{path}", port.trim()),
         ca,

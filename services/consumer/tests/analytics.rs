@@ -303,11 +303,7 @@ async fn scripted_sequence_gives_exact_summaries_and_alerts() {
     wait_until(
         "the restarted watcher is ready",
         Duration::from_secs(60),
-        || async {
-            reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
-                .await
-                .is_ok_and(|r| r.status().is_success())
-        },
+        || answers(port, "/readyz"),
     )
     .await;
     let breaches = reqwest::get(format!("http://127.0.0.1:{port}/breaches"))

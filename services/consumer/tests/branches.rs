@@ -26,9 +26,7 @@ fn instance(topics: &Topics, database_url: &str, port: u16) -> Reaped {
 }
 
 async fn ready(port: u16) -> bool {
-    reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
-        .await
-        .is_ok_and(|r| r.status().is_success())
+    answers(port, "/readyz").await
 }
 
 /// Partitions the instance on `port` owns, as its `/metrics` reports them (0 if it is unreachable).

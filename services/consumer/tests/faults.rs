@@ -19,16 +19,31 @@ fn spawn_binary(
     database_url: &str,
     env: &[(&str, &str)],
 ) -> (Reaped, std::path::PathBuf) {
+    spawn_with(topics, database_url, &registry_url(), |command| {
+        command.envs(env.iter().copied());
+    })
+}
+
+/// [`spawn_binary`] with another registry URL and whatever `configure` adds to the command.
+fn spawn_with(
+    topics: &Topics,
+    database_url: &str,
+    registry: &str,
+    configure: impl FnOnce(&mut Command),
+) -> (Reaped, std::path::PathBuf) {
     let log =
         std::env::temp_dir().join(format!("{}.{}.stderr", topics.group, uuid::Uuid::new_v4()));
     let tuples = std::env::temp_dir().join(format!("{}.tuples", topics.group));
-    let child = Command::new(env!("CARGO_BIN_EXE_consumer"))
-        .args(ledger_args(topics, database_url, &tuples, &[]))
-        .envs(env.iter().copied())
+    let mut args = ledger_args(topics, database_url, &tuples, &[]);
+    let at = args.iter().position(|a| a == "-s").expect("-s") + 1;
+    args[at] = registry.to_owned();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_consumer"));
+    command
+        .args(args)
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("start the ledger binary");
+        .stderr(std::fs::File::create(&log).unwrap());
+    configure(&mut command);
+    let child = command.spawn().expect("start the ledger binary");
     (Reaped(child), log)
 }
 
@@ -203,31 +218,6 @@ async fn sigterm_while_the_database_is_unreachable_exits_cleanly_within_the_grac
     proxy.restore();
 }
 
-/// The ledger with its registry behind HTTPS whose certificate only `ca` vouches for.
-fn spawn_over_https(
-    topics: &Topics,
-    database_url: &str,
-    registry: &str,
-    ca: Option<&std::path::Path>,
-) -> (Reaped, std::path::PathBuf) {
-    let log = std::env::temp_dir().join(format!("{}.https.stderr", topics.group));
-    let tuples = std::env::temp_dir().join(format!("{}.tuples", topics.group));
-    let mut args = ledger_args(topics, database_url, &tuples, &[]);
-    let at = args.iter().position(|a| a == "-s").expect("-s") + 1;
-    args[at] = registry.to_owned();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_consumer"));
-    command
-        .args(args)
-        .env_remove("SSL_CERT_DIR")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap());
-    match ca {
-        Some(ca) => command.env("SSL_CERT_FILE", ca),
-        None => command.env_remove("SSL_CERT_FILE"),
-    };
-    (Reaped(command.spawn().expect("start the ledger")), log)
-}
-
 #[tokio::test]
 async fn a_registry_behind_https_is_used_when_its_ca_is_trusted_and_refused_at_once_otherwise() {
     let front = bank_test_support::https_registry(&registry_url());
@@ -237,7 +227,9 @@ async fn a_registry_behind_https_is_used_when_its_ca_is_trusted_and_refused_at_o
 
     // Not trusted (the system's CA store only): a misconfiguration, so the start fails at once
     // naming the URL, instead of waiting for a registry that will never be reachable.
-    let (mut child, log) = spawn_over_https(&topics, &database_url, &front.url, None);
+    let (mut child, log) = spawn_with(&topics, &database_url, &front.url, |command| {
+        front.trust_in(command, false)
+    });
     let (code, _) = wait_exit(&mut child, WAIT).await;
     let stderr = read(&log);
     assert_ne!(code, Some(0), "an untrusted certificate fails the start");
@@ -248,7 +240,9 @@ async fn a_registry_behind_https_is_used_when_its_ca_is_trusted_and_refused_at_o
     );
 
     // Trusted through SSL_CERT_FILE, as a corporate CA is: schemas are fetched over TLS.
-    let (mut child, log) = spawn_over_https(&topics, &database_url, &front.url, Some(&front.ca));
+    let (mut child, log) = spawn_with(&topics, &database_url, &front.url, |command| {
+        front.trust_in(command, true)
+    });
     let db = connect(&database_url).await;
     wait_until("43 rows decoded over HTTPS", WAIT, || async {
         count(&db, "transactions").await + count(&db, "customers").await >= 43

@@ -21,7 +21,9 @@ fn venv_bin(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn lake_command(topics: &Topics, lake: &str, extra: &[&str]) -> Command {
+/// The lake's command and the port of its HTTP endpoint.
+fn lake_command(topics: &Topics, lake: &str, extra: &[&str]) -> (Command, u16) {
+    let port = free_port();
     let mut command = Command::new(env!("CARGO_BIN_EXE_consumer"));
     command
         .args([
@@ -39,7 +41,7 @@ fn lake_command(topics: &Topics, lake: &str, extra: &[&str]) -> Command {
             "--customers-topic",
             &topics.customers,
         ])
-        .args(["--lake", lake, "--http-addr", "127.0.0.1:0"])
+        .args(["--lake", lake, "--http-addr", &format!("127.0.0.1:{port}")])
         // A SIGKILLed member holds its partitions until its session times out.
         .args([
             "--kafka-config",
@@ -48,7 +50,7 @@ fn lake_command(topics: &Topics, lake: &str, extra: &[&str]) -> Command {
         .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null());
-    command
+    (command, port)
 }
 
 /// What DuckDB reads in the lake.
@@ -192,16 +194,16 @@ async fn sigkilled_until_complete(
     };
     let flags = ["--flush-records", "1000", "--flush-interval-ms", "300"];
     let spawn = || {
-        Reaped(
-            lake_command(topics, lake, &flags)
-                .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-                .spawn()
-                .expect("start lake"),
-        )
+        let (mut command, port) = lake_command(topics, lake, &flags);
+        let child = command
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .spawn()
+            .expect("start lake");
+        (Reaped(child), port)
     };
     for _ in 0..kills {
         let before = files().await;
-        let mut child = spawn();
+        let (mut child, _) = spawn();
         wait_until("a new file", Duration::from_secs(60), || async {
             files().await > before || covers(&store, topics).await
         })
@@ -210,12 +212,18 @@ async fn sigkilled_until_complete(
         child.kill().expect("SIGKILL");
         let _ = child.wait();
     }
-    let mut last = spawn();
+    let (mut last, port) = spawn();
     wait_until(
         "the lake to cover both topics",
         Duration::from_secs(180),
         || async { covers(&store, topics).await },
     )
+    .await;
+    // The killed runs may have covered everything already: the last one is stopped only once it
+    // is up (its signal handler with it), or the SIGTERM would meet a process still starting.
+    wait_until("the last lake to answer", Duration::from_secs(60), || {
+        answers(port, "/healthz")
+    })
     .await;
     terminate(&mut last);
 }
@@ -392,6 +400,7 @@ async fn files_are_cut_by_time_and_sigterm_writes_what_is_held() {
     let lake_url = lake.display().to_string();
     let mut child = Reaped(
         lake_command(&topics, &lake_url, &["--flush-interval-ms", "500"])
+            .0
             .spawn()
             .expect("start lake"),
     );
@@ -408,6 +417,7 @@ async fn files_are_cut_by_time_and_sigterm_writes_what_is_held() {
     let lake_url = lake.display().to_string();
     let mut child = Reaped(
         lake_command(&topics, &lake_url, &["--flush-interval-ms", "3600000"])
+            .0
             .spawn()
             .expect("start lake"),
     );

@@ -298,21 +298,17 @@ async fn a_registry_behind_https_is_trusted_through_the_ca_store_only() {
     let mut args = destination(&tx_topic, &customer_topic);
     let at = args.iter().position(|a| a == "-s").expect("-s") + 1;
     args[at] = front.url.clone();
-    let run = |ca: Option<&std::path::Path>| {
+    let run = |trusted: bool| {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_producer"));
         command
             .arg("generate")
             .args(&args)
-            .args(["--count", "5", "--customers", "2", "--silent"])
-            .env_remove("SSL_CERT_DIR");
-        match ca {
-            Some(ca) => command.env("SSL_CERT_FILE", ca),
-            None => command.env_remove("SSL_CERT_FILE"),
-        };
+            .args(["--count", "5", "--customers", "2", "--silent"]);
+        front.trust_in(&mut command, trusted);
         command.output().expect("run the producer")
     };
 
-    let refused = run(None);
+    let refused = run(false);
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
         !refused.status.success(),
@@ -324,7 +320,7 @@ async fn a_registry_behind_https_is_trusted_through_the_ca_store_only() {
         "the error names the registry and its certificate: {stderr}"
     );
 
-    let trusted = run(Some(&front.ca));
+    let trusted = run(true);
     assert!(
         trusted.status.success(),
         "trusted through SSL_CERT_FILE: {}",

@@ -13,7 +13,7 @@ use rdkafka::message::Timestamp;
 
 // Each test binary uses its own subset.
 #[allow(unused_imports)]
-pub use bank_test_support::{Reaped, bootstrap, registry_url, terminate, wait_until};
+pub use bank_test_support::{Reaped, bootstrap, poll_for, registry_url, terminate, wait_until};
 
 /// A pair of topic names no other test uses.
 pub fn fresh_topics(name: &str) -> (String, String) {

@@ -68,17 +68,9 @@ fn messages_in(topic: &str) -> usize {
         .set("bootstrap.servers", bootstrap())
         .create()
         .expect("client");
-    let started = std::time::Instant::now();
-    loop {
-        match end_offsets(&consumer, topic) {
-            Ok(total) => return total,
-            Err(error) => assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "end offsets of {topic} for 30 s: {error}"
-            ),
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    poll_for("the end offsets", Duration::from_secs(30), || {
+        end_offsets(&consumer, topic).ok()
+    })
 }
 
 fn end_offsets(consumer: &BaseConsumer, topic: &str) -> rdkafka::error::KafkaResult<usize> {

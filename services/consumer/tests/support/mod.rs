@@ -158,6 +158,13 @@ pub struct LedgerState {
     pub accounts: BTreeMap<String, (u64, i64)>,
 }
 
+/// Whether the role's HTTP endpoint on `port` answers `path` (`/readyz`, `/healthz`) with 2xx.
+pub async fn answers(port: u16, path: &str) -> bool {
+    reqwest::get(format!("http://127.0.0.1:{port}{path}"))
+        .await
+        .is_ok_and(|r| r.status().is_success())
+}
+
 pub async fn connect(database_url: &str) -> DatabaseConnection {
     bank_storage::connect(database_url, 2)
         .await
