@@ -49,6 +49,6 @@ done
 # there) and answer. `id -u` is not available (no shell), so the uid is read by the binary's host
 # side: the image config above.
 docker run --rm --read-only --cap-drop ALL bankstream/producer:"$TAG" --version
-docker run --rm --read-only --cap-drop ALL bankstream/consumer:"$TAG" --help | head -n 3
+docker run --rm --read-only --cap-drop ALL bankstream/consumer:"$TAG" --help | sed -n 1,3p
 docker run --rm --read-only --cap-drop ALL bankstream/consumer:"$TAG" --version
 exit "$status"

@@ -5,8 +5,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use producer::cleaning::{DecimalStyle, SlashDates, clean_text, parse_amount_cents, parse_date};
-use producer::rows::{ColumnNames, Columns, RowRules, clean_row};
+use bank_csv::cleaning::{DecimalStyle, SlashDates, clean_text, parse_amount_cents, parse_date};
+use bank_csv::rows::{ColumnNames, Columns, RowRules, clean_row};
 
 fn names() -> ColumnNames {
     ColumnNames {
@@ -56,9 +56,7 @@ fuzz_target!(|data: &[u8]| {
             for decimal in [DecimalStyle::Point, DecimalStyle::Comma] {
                 let rules = RowRules {
                     decimal,
-                    slash_dates: SlashDates::MonthFirst,
-                    default_currency: "USD".into(),
-                    branches: 3,
+                    ..RowRules::standard()
                 };
                 if let Ok(tx) = clean_row(&record, line as u64 + 2, &columns, &rules) {
                     assert!(tx.amount_cents > 0, "{tx:?}");

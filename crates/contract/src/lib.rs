@@ -11,15 +11,22 @@
 //! - [`json`]: events as proto3 JSON, for tools and tests;
 //! - [`money`]: signed amounts in integer cents and their decimal display;
 //! - [`redact`]: URLs without their passwords, for logs and errors;
+//! - [`time`]: protobuf timestamps from `chrono` instants;
 //! - [`topics`]: default topic names and the subject naming strategy;
 //! - [`validate`]: the rules protobuf cannot express (positive amounts, UUID ids, ...).
+//!
+//! `registry` and `decode` sit behind the default feature `registry`, the only part that needs
+//! HTTP and TLS.
 
+#[cfg(feature = "registry")]
 pub mod decode;
 pub mod event;
 pub mod json;
 pub mod money;
 pub mod redact;
+#[cfg(feature = "registry")]
 pub mod registry;
+pub mod time;
 pub mod topics;
 pub mod validate;
 pub mod wire;
@@ -30,6 +37,8 @@ pub mod pb {
     include!(concat!(env!("OUT_DIR"), "/bank.v1.rs"));
 }
 
+#[cfg(feature = "registry")]
 pub use decode::{DecodeError, Decoder};
 pub use event::Event;
+#[cfg(feature = "registry")]
 pub use registry::{Registry, RegistryConfig, RegistryError, SchemaId};

@@ -7,11 +7,11 @@ use std::time::Duration;
 use bank_runtime::kafka::KafkaArgs;
 use bank_runtime::registry::RegistryArgs;
 
-use crate::cleaning::{DecimalStyle, SlashDates};
 use crate::pacing::Pace;
-use crate::rows::{ColumnNames, RowRules};
 use crate::synthetic::GeneratorConfig;
 use crate::topics::TopicLayout;
+use bank_csv::cleaning::{DecimalStyle, SlashDates};
+use bank_csv::rows::{ColumnNames, RowRules};
 
 #[derive(Debug, clap::Parser)]
 #[command(name = "producer", version, about = "Produce bank events to Kafka")]

@@ -20,7 +20,7 @@ use crate::cli::CsvArgs;
 use crate::output::Output;
 use crate::publisher::Publisher;
 use crate::report;
-use crate::rows::{Columns, clean_row};
+use bank_csv::rows::{Columns, clean_row};
 
 const FLUSH_LIMIT: Duration = Duration::from_secs(120);
 

@@ -3,6 +3,7 @@
 //! ids, amounts, times and order, byte for byte.
 
 use bank_contract::pb::{Customer, Transaction, TransactionKind};
+use bank_contract::time::timestamp;
 use chrono::{DateTime, Utc};
 use fake::Fake;
 use fake::faker::internet::en::SafeEmail;
@@ -141,13 +142,6 @@ fn padded(text: &str, bytes: usize) -> String {
 /// Account numbers are stable across runs: the n-th customer is always `ACC-<n+1, 6 digits>`.
 pub fn account_number(index: u32) -> String {
     format!("ACC-{:06}", index + 1)
-}
-
-pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: at.timestamp_subsec_nanos() as i32,
-    }
 }
 
 #[cfg(test)]

@@ -6,9 +6,9 @@
 use bank_contract::pb::{Customer, Transaction};
 use csv::StringRecord;
 
-use crate::cleaning::{SlashDates, clean_text, parse_date};
-use crate::rows::{ColumnNames, Columns, RowRules, branch_of, clean_row};
-use crate::synthetic::timestamp;
+use bank_contract::time::timestamp;
+use bank_csv::cleaning::{SlashDates, clean_text, parse_date};
+use bank_csv::rows::{ColumnNames, Columns, RowRules, branch_of, clean_row};
 
 /// Which events a table holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -278,7 +278,7 @@ mod tests {
     use super::*;
 
     fn rules() -> RowRules {
-        RowRules::for_tests()
+        RowRules::standard()
     }
 
     fn columns(names: &[&str]) -> Vec<String> {

@@ -40,7 +40,8 @@ impl Mark {
             Mark::Utc(at) => Some(*at),
             Mark::Naive(at) => Some(at.and_utc()),
             Mark::Text(text) => {
-                crate::cleaning::parse_date(text, crate::cleaning::SlashDates::MonthFirst).ok()
+                bank_csv::cleaning::parse_date(text, bank_csv::cleaning::SlashDates::MonthFirst)
+                    .ok()
             }
         }
     }

@@ -1,13 +1,13 @@
 //! From a CSV row to a `Transaction`: column mapping and the cleaning rules, no I/O.
 
 use bank_contract::pb::{Transaction, TransactionKind};
+use bank_contract::time::timestamp;
 use csv::StringRecord;
 
 use crate::cleaning::{
     DecimalStyle, Direction, SlashDates, clean_text, direction_and_amount, parse_amount_cents,
     parse_currency, parse_date, parse_kind,
 };
-use crate::synthetic::timestamp;
 
 /// Header names of the columns, as given by flags (matched case-insensitively, trimmed).
 #[derive(Debug, Clone, clap::Args)]
@@ -140,10 +140,10 @@ pub struct RowRules {
     pub branches: u32,
 }
 
-#[cfg(test)]
 impl RowRules {
-    /// What the unit tests read rows with: decimal points, month-first slashes, USD, 3 branches.
-    pub(crate) fn for_tests() -> RowRules {
+    /// Decimal points, month-first slashes, USD, 3 branches: the producer's defaults, and what
+    /// the tests and the fuzz target read rows with.
+    pub fn standard() -> RowRules {
         RowRules {
             decimal: DecimalStyle::Point,
             slash_dates: SlashDates::MonthFirst,
@@ -260,7 +260,7 @@ mod tests {
     }
 
     fn rules() -> RowRules {
-        RowRules::for_tests()
+        RowRules::standard()
     }
 
     fn columns(header: &[&str]) -> Result<Columns, String> {
