@@ -4,8 +4,9 @@
 
 use chrono::{DateTime, Utc};
 
-/// The protobuf form of an instant: whole seconds since the epoch and the nanoseconds past them
-/// (always in `0..1_000_000_000`, as the protobuf type requires, also before 1970).
+/// The protobuf form of an instant: whole seconds since the epoch and the nanoseconds past them,
+/// non-negative also before 1970. A leap second (chrono counts it as nanos past 999,999,999) is
+/// carried as it is, and `validate` refuses it like any nanos outside the protobuf range.
 pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: at.timestamp(),
@@ -19,7 +20,7 @@ mod tests {
 
     #[test]
     fn before_the_epoch_nanos_stay_positive() {
-        let at = DateTime::<Utc>::from_timestamp(-2, 250_000_000).unwrap();
+        let at = DateTime::<Utc>::from_timestamp(-2, 250_000_000).expect("-1.75 s is an instant");
         let ts = timestamp(at);
         assert_eq!((ts.seconds, ts.nanos), (-2, 250_000_000));
         assert_eq!(timestamp(DateTime::UNIX_EPOCH).nanos, 0);

@@ -141,8 +141,8 @@ pub struct RowRules {
 }
 
 impl RowRules {
-    /// Decimal points, month-first slashes, USD, 3 branches: the producer's defaults, and what
-    /// the tests and the fuzz target read rows with.
+    /// Decimal points, month-first slashes, USD, 3 branches: what the tests and the fuzz target
+    /// read rows with (the CLI builds its rules from its flags).
     pub fn standard() -> RowRules {
         RowRules {
             decimal: DecimalStyle::Point,
