@@ -1,26 +1,33 @@
 //! Stopping on SIGINT (Ctrl-C) or SIGTERM (docker stop, Kubernetes).
 
-/// Completes when the process is asked to stop. Services `select!` on it, then drain.
-pub async fn signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
+/// Waits for SIGINT or SIGTERM, with the handlers already installed when this is built.
+///
+/// Built synchronously rather than inside the task that waits: a signal arriving between a
+/// `tokio::spawn` and the task's first poll would otherwise still meet the default action, and a
+/// SIGTERM sent just after start (a rolling restart, `docker compose stop`) would kill the
+/// process with status 143 instead of draining it.
+#[cfg(unix)]
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl Signals {
+    /// Must be called inside a Tokio runtime; fails only if the handlers cannot be registered.
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    async fn received(mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => tracing::info!("SIGINT received, shutting down"),
+            _ = self.terminate.recv() => tracing::info!("SIGTERM received, shutting down"),
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut stream) => {
-                stream.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => tracing::info!("SIGINT received, shutting down"),
-        _ = terminate => tracing::info!("SIGTERM received, shutting down"),
     }
 }
 
@@ -92,12 +99,30 @@ impl Stop {
         self.is_requested()
     }
 
-    /// Requests a stop when SIGINT or SIGTERM arrives.
+    /// Requests a stop when SIGINT or SIGTERM arrives; the handlers are in place on return.
+    /// Must be called inside a Tokio runtime.
     pub fn on_signal(&self) {
         let stop = self.clone();
+        #[cfg(unix)]
+        match Signals::install() {
+            Ok(signals) => {
+                tokio::spawn(async move {
+                    signals.received().await;
+                    stop.request();
+                });
+            }
+            // Only when the runtime cannot register handlers at all; the process then keeps the
+            // default action, which still ends it, so say so rather than fail the start.
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot handle SIGINT/SIGTERM; they will end the process without draining")
+            }
+        }
+        #[cfg(not(unix))]
         tokio::spawn(async move {
-            signal().await;
-            stop.request();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                tracing::info!("Ctrl-C received, shutting down");
+                stop.request();
+            }
         });
     }
 }
@@ -146,5 +171,23 @@ mod tests {
             waited < Duration::from_secs(30),
             "woke on request, not at the timeout"
         );
+    }
+
+    /// Sent to our own process right after `on_signal` returns, the single-threaded test runtime
+    /// blocked meanwhile: had the handler been installed by the spawned task, which has not run
+    /// yet, the default action would end the test binary.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_sigterm_right_after_on_signal_requests_a_stop() {
+        let stop = Stop::new();
+        stop.on_signal();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &std::process::id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success());
+        tokio::time::timeout(Duration::from_secs(30), stop.requested())
+            .await
+            .expect("the SIGTERM requested a stop");
     }
 }
