@@ -2,7 +2,35 @@
 //! (created through the URL's own server) or SQLite file, so runs never see each other's rows.
 
 use anyhow::Context;
-use sea_orm::{ConnectionTrait, Database};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+
+/// Which server a throwaway database lives on.
+#[derive(Clone, Copy, Debug)]
+pub enum Scratch {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh database of `kind`, connected with `pool` connections and migrated: what the storage
+/// tests start from. SQLite gets one connection whatever `pool` says (one writer per file).
+pub async fn migrated(
+    kind: Scratch,
+    prefix: &str,
+    pool: u32,
+) -> anyhow::Result<DatabaseConnection> {
+    let (url, pool) = match kind {
+        Scratch::Sqlite => (fresh_sqlite(prefix), 1),
+        Scratch::Postgres => (
+            fresh_postgres(&postgres_base_url(), prefix)
+                .await
+                .context("the PostgreSQL of the native stack (make stack-up) or DATABASE_URL")?,
+            pool,
+        ),
+    };
+    let db = crate::connect(&url, pool).await?;
+    crate::migration::run(&db).await?;
+    Ok(db)
+}
 
 /// The PostgreSQL server tests use: `DATABASE_URL` if it names one, else the native dev stack's.
 pub fn postgres_base_url() -> String {

@@ -6,23 +6,19 @@ use std::collections::BTreeMap;
 
 use bank_storage::checkpoint::{Checkpoint, Checkpoints, StateEntry, Stored};
 use bank_storage::ledger::{ApplyError, OffsetSpan};
-use bank_storage::{migration, scratch};
+use bank_storage::scratch::{self, Scratch};
 use sea_orm::DatabaseConnection;
 
 async fn sqlite() -> DatabaseConnection {
-    let url = scratch::fresh_sqlite("bank_checkpoint");
-    let db = bank_storage::connect(&url, 1).await.unwrap();
-    migration::run(&db).await.unwrap();
-    db
+    scratch::migrated(Scratch::Sqlite, "bank_checkpoint", 1)
+        .await
+        .unwrap()
 }
 
 async fn postgres() -> DatabaseConnection {
-    let url = scratch::fresh_postgres(&scratch::postgres_base_url(), "bank_checkpoint")
+    scratch::migrated(Scratch::Postgres, "bank_checkpoint", 2)
         .await
-        .expect("PostgreSQL of the native stack (make stack-up) or DATABASE_URL");
-    let db = bank_storage::connect(&url, 2).await.unwrap();
-    migration::run(&db).await.unwrap();
-    db
+        .unwrap()
 }
 
 fn entry(partition: i32, key: &str, value: &str) -> StateEntry {

@@ -10,23 +10,19 @@ use bank_storage::entity::customer;
 use bank_storage::ledger::{
     ApplyError, Batch, CustomerRow, Item, Ledger, OffsetSpan, Refusal, TransactionRow,
 };
-use bank_storage::{migration, scratch};
+use bank_storage::scratch::{self, Scratch};
 use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseConnection, Set, Statement};
 
 async fn sqlite() -> DatabaseConnection {
-    let url = scratch::fresh_sqlite("bank_ledger");
-    let db = bank_storage::connect(&url, 1).await.unwrap();
-    migration::run(&db).await.unwrap();
-    db
+    scratch::migrated(Scratch::Sqlite, "bank_ledger", 1)
+        .await
+        .unwrap()
 }
 
 async fn postgres() -> DatabaseConnection {
-    let url = scratch::fresh_postgres(&scratch::postgres_base_url(), "bank_ledger")
+    scratch::migrated(Scratch::Postgres, "bank_ledger", 2)
         .await
-        .expect("the PostgreSQL of the native stack (make stack-up) or DATABASE_URL");
-    let db = bank_storage::connect(&url, 2).await.unwrap();
-    migration::run(&db).await.unwrap();
-    db
+        .unwrap()
 }
 
 fn customer(account: &str) -> CustomerRow {
