@@ -7,9 +7,14 @@
 //! <root>/transactions/dt=2026-12-01/branch=2/bank.transactions.p2.00000000000000001000-00000000000000001999.parquet
 //! ```
 //!
-//! A file holds every valid event of one Kafka partition between its first and last offset
-//! (inclusive; poison in between was dead-lettered), all of one Hive partition. Offsets are
-//! zero-padded, so names sort by position.
+//! The files of one span hold every valid event of one Kafka partition between its first and
+//! last offset (inclusive; poison in between was dead-lettered), one file per Hive partition its
+//! rows fall in. A span of one file is named as above; a span of several says which part of how
+//! many each is (`...-00000000000000001999.2of3.parquet`), so a reader of the listing knows a
+//! span is complete only when every part is there. Offsets are zero-padded, so names sort by
+//! position.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDate;
 
@@ -45,32 +50,52 @@ pub fn partition_dir(at: Option<NaiveDate>, branch: Option<i64>) -> String {
     }
 }
 
-/// A file's Kafka position.
+/// A file's Kafka position: the span of offsets it covers, and which of the span's files it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Span {
     pub topic: String,
     pub partition: i32,
     pub first: i64,
     pub last: i64,
+    /// 1-based; `parts` is the number of files (Hive partitions) of the span.
+    pub part: u32,
+    pub parts: u32,
 }
 
 impl Span {
     pub fn file_name(&self) -> String {
-        format!(
-            "{}.p{}.{:020}-{:020}.parquet",
+        let range = format!(
+            "{}.p{}.{:020}-{:020}",
             self.topic, self.partition, self.first, self.last
-        )
+        );
+        if self.parts == 1 {
+            format!("{range}.parquet")
+        } else {
+            format!("{range}.{}of{}.parquet", self.part, self.parts)
+        }
     }
 
     /// The span of a file name (the last component of a path); `None` for anything else
     /// (temporary files, other tools' files).
     pub fn parse(name: &str) -> Option<Span> {
         let stem = name.strip_suffix(".parquet")?;
-        let (rest, range) = stem.rsplit_once('.')?;
+        let (rest, last) = stem.rsplit_once('.')?;
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        let ((part, parts), (rest, range)) = match last.split_once("of") {
+            Some((part, parts)) if digits(part) && digits(parts) => {
+                let counts = (part.parse::<u32>().ok()?, parts.parse::<u32>().ok()?);
+                // A span of one file has one name only, without the count.
+                if counts.1 < 2 {
+                    return None;
+                }
+                (counts, rest.rsplit_once('.')?)
+            }
+            _ => ((1, 1), (rest, last)),
+        };
         let (first, last) = range.split_once('-')?;
         let (topic, partition) = rest.rsplit_once(".p")?;
         let number = |s: &str| {
-            (s.len() == 20 && s.bytes().all(|b| b.is_ascii_digit()))
+            (s.len() == 20 && digits(s))
                 .then(|| s.parse::<i64>().ok())
                 .flatten()
         };
@@ -79,12 +104,62 @@ impl Span {
             partition: partition
                 .parse()
                 .ok()
-                .filter(|p: &i32| *p >= 0 && partition.bytes().all(|b| b.is_ascii_digit()))?,
+                .filter(|p: &i32| *p >= 0 && digits(partition))?,
             first: number(first)?,
             last: number(last)?,
+            part,
+            parts,
         };
-        (!span.topic.is_empty() && span.first <= span.last).then_some(span)
+        let counted = (1..=span.parts).contains(&span.part);
+        (!span.topic.is_empty() && span.first <= span.last && counted).then_some(span)
     }
+}
+
+/// What a partition's listing says: `next` is one past the last offset its complete spans
+/// cover, where the sink resumes; `orphans` are the files of a span whose other parts never
+/// became visible (the sink died while writing them). They lie past `next`, so their rows are
+/// read again, perhaps cut differently: they must go before the sink writes anything.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Resume {
+    pub next: Option<i64>,
+    pub orphans: Vec<String>,
+}
+
+/// The files of one span found in a listing.
+#[derive(Default)]
+struct Found<'a> {
+    parts: u32,
+    seen: BTreeSet<u32>,
+    paths: Vec<&'a str>,
+}
+
+impl Found<'_> {
+    fn complete(&self) -> bool {
+        self.seen.len() == self.parts as usize
+            && self.seen.iter().all(|p| (1..=self.parts).contains(p))
+    }
+}
+
+/// Reads one partition's files (path and span) into where it resumes.
+pub fn resume<'a>(files: impl IntoIterator<Item = (&'a str, &'a Span)>) -> Resume {
+    let mut spans: BTreeMap<(i64, i64), Found<'a>> = BTreeMap::new();
+    for (path, span) in files {
+        let found = spans.entry((span.first, span.last)).or_default();
+        found.parts = found.parts.max(span.parts);
+        found.seen.insert(span.part);
+        found.paths.push(path);
+    }
+    let next = spans
+        .iter()
+        .filter(|(_, found)| found.complete())
+        .map(|((_, last), _)| last + 1)
+        .max();
+    let orphans = spans
+        .iter()
+        .filter(|((first, _), found)| !found.complete() && next.is_none_or(|next| *first >= next))
+        .flat_map(|(_, found)| found.paths.iter().map(|p| (*p).to_owned()))
+        .collect();
+    Resume { next, orphans }
 }
 
 /// The path of a file below the lake's root.
@@ -103,13 +178,26 @@ mod tests {
             partition: 11,
             first: 0,
             last: 1_999,
+            part: 1,
+            parts: 1,
         };
         let name = span.file_name();
         assert_eq!(
             name,
             "bank.tx-v2_x.p11.00000000000000000000-00000000000000001999.parquet"
         );
-        assert_eq!(Span::parse(&name), Some(span));
+        assert_eq!(Span::parse(&name), Some(span.clone()));
+        let second = Span {
+            part: 2,
+            parts: 3,
+            ..span
+        };
+        let name = second.file_name();
+        assert_eq!(
+            name,
+            "bank.tx-v2_x.p11.00000000000000000000-00000000000000001999.2of3.parquet"
+        );
+        assert_eq!(Span::parse(&name), Some(second));
         for other in [
             "x.p1.1-2.parquet",
             "x.p1.00000000000000000002-00000000000000000001.parquet",
@@ -117,10 +205,49 @@ mod tests {
             "x.p1.00000000000000000001-00000000000000000002.parquet#1",
             "x.p1.00000000000000000001-00000000000000000002.parquet.tmp",
             ".p1.00000000000000000001-00000000000000000002.parquet",
+            "x.p1.00000000000000000001-00000000000000000002.4of3.parquet",
+            "x.p1.00000000000000000001-00000000000000000002.0of3.parquet",
+            "x.p1.00000000000000000001-00000000000000000002.1of1.parquet",
+            "x.p1.00000000000000000001-00000000000000000002.of.parquet",
+            "x.p1.2of3.parquet",
             "_delta_log",
         ] {
             assert_eq!(Span::parse(other), None, "{other}");
         }
+    }
+
+    fn span(first: i64, last: i64, part: u32, parts: u32) -> Span {
+        Span {
+            topic: "t".into(),
+            partition: 0,
+            first,
+            last,
+            part,
+            parts,
+        }
+    }
+
+    #[test]
+    fn a_span_counts_only_once_every_part_is_visible() {
+        let files = [
+            ("a", span(0, 99, 1, 1)),
+            ("b1", span(100, 199, 1, 2)),
+            ("b2", span(100, 199, 2, 2)),
+            // The sink died after the first of three parts.
+            ("c1", span(200, 349, 1, 3)),
+        ];
+        let found = resume(files.iter().map(|(p, s)| (*p, s)));
+        assert_eq!(
+            found,
+            Resume {
+                next: Some(200),
+                orphans: vec!["c1".into()],
+            }
+        );
+        let found = resume(files[3..].iter().map(|(p, s)| (*p, s)));
+        assert_eq!(found.next, None, "nothing complete: read from the start");
+        assert_eq!(found.orphans, ["c1"]);
+        assert_eq!(resume(std::iter::empty()), Resume::default());
     }
 
     #[test]

@@ -2,22 +2,25 @@
 //! and transactions become Parquet files ([`parquet`]), partitioned Hive-style by event date
 //! (and optionally branch), in a local directory or S3-compatible storage ([`store`]).
 //!
-//! Exactly once, without a transaction log: a file covers a contiguous range of one Kafka
-//! partition's offsets, all of one Hive partition, and its name says which ([`layout`]). A file
-//! is made visible atomically, and the lake's own listing is where the sink resumes: one past the
-//! last offset of each partition's files. So a crash at any instant leaves every offset either in
-//! exactly one visible file or not yet read. Kafka's committed offsets are written after the
-//! fact, for lag monitoring only.
+//! Exactly once, without a transaction log: a span of files covers a contiguous range of one
+//! Kafka partition's offsets, one file per Hive partition its rows fall in, and each name says
+//! which range and which part of the span it is ([`layout`]). Every file is made visible
+//! atomically, and the lake's own listing is where the sink resumes: one past the last offset of
+//! each partition's complete spans, once the parts of a span a crash left incomplete are deleted.
+//! So a crash at any instant leaves every offset either in exactly one visible file or not yet
+//! read. Kafka's committed offsets are written after the fact, for lag monitoring only.
 //!
-//! Files are cut when a partition has gathered `--flush-records` rows or `--flush-bytes`, when
-//! its oldest row has waited `--flush-interval-ms`, when the next row belongs to another Hive
-//! partition, and before partitions move to another instance or the sink stops.
+//! A partition's span is cut when it has gathered `--flush-records` rows or `--flush-bytes`,
+//! when its oldest row has waited `--flush-interval-ms`, and before partitions move to another
+//! instance or the sink stops. Rows of several dates interleaved in one partition (a backfill, a
+//! stream crossing midnight) share the span, a file per date, rather than a file per change of
+//! date.
 
 pub mod layout;
 pub mod parquet;
 pub mod store;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -143,13 +146,20 @@ struct Limits {
     interval: Duration,
 }
 
-/// A file being gathered for one Kafka partition.
+/// The span being gathered for one Kafka partition: its rows by Hive partition, one file each
+/// when it is cut.
 struct Open {
-    dir: DirKey,
-    rows: Rows,
+    files: BTreeMap<DirKey, Rows>,
+    rows: usize,
+    /// The rows' size plus what each file's column builders reserve: what `--flush-bytes` bounds.
     bytes: usize,
     since: Instant,
 }
+
+/// About what a new file's column builders reserve (arrow's default of 1,024 values per column):
+/// counted against `--flush-bytes`, so rows spread over thousands of dates cannot hold thousands
+/// of files' worth of memory.
+const OPEN_FILE_BYTES: usize = 128 << 10;
 
 /// A file cut and encoded, waiting for its turn to be written.
 struct Sealed {
@@ -233,7 +243,7 @@ impl Sink for LakeSink {
                 continue;
             };
             let mine = rows.remove(&(key.0.as_str(), key.1)).unwrap_or_default();
-            self.take(key, table, span, &mine).await?;
+            self.take(key, table, span, &mine)?;
         }
         self.cut_due(false).await.map_err(WriteError::Transient)
     }
@@ -271,7 +281,7 @@ impl Sink for LakeSink {
 
 impl LakeSink {
     /// Gathers one partition's rows of a batch, cutting a file wherever the Hive partition changes.
-    async fn take(
+    fn take(
         &mut self,
         key: &PartitionKey,
         table: Table,
@@ -307,70 +317,70 @@ impl LakeSink {
             },
         };
         // Rows before `entry` are already gathered or written (a batch retried after a failure).
+        let Some(partition) = self.partitions.get_mut(key) else {
+            return Ok(());
+        };
         for row in rows.iter().filter(|r| r.offset() >= entry) {
-            let dir = row.dir(self.by_branch);
-            let changes = self
-                .partitions
-                .get(key)
-                .and_then(|p| p.open.as_ref())
-                .is_some_and(|o| o.dir != dir);
-            if changes {
-                self.seal(key, row.offset())?;
-            }
-            let Some(partition) = self.partitions.get_mut(key) else {
-                break;
-            };
             let open = partition.open.get_or_insert_with(|| Open {
-                rows: match table {
-                    Table::Transactions => Rows::Transactions(TransactionColumns::new()),
-                    Table::Customers => Rows::Customers(CustomerColumns::new()),
-                },
-                dir,
+                files: BTreeMap::new(),
+                rows: 0,
                 bytes: 0,
                 since: Instant::now(),
             });
-            open.bytes += match (&mut open.rows, row) {
+            let file = open
+                .files
+                .entry(row.dir(self.by_branch))
+                .or_insert_with(|| {
+                    open.bytes += OPEN_FILE_BYTES;
+                    match table {
+                        Table::Transactions => Rows::Transactions(TransactionColumns::new()),
+                        Table::Customers => Rows::Customers(CustomerColumns::new()),
+                    }
+                });
+            open.bytes += match (file, row) {
                 (Rows::Transactions(c), RowRef::Transaction(r)) => c.push(r),
                 (Rows::Customers(c), RowRef::Customer(r, at)) => c.push(r, *at),
                 _ => 0,
             };
+            open.rows += 1;
             partition.next = row.offset() + 1;
         }
-        if let Some(partition) = self.partitions.get_mut(key) {
-            partition.next = partition.next.max(span.next);
-        }
+        partition.next = partition.next.max(span.next);
         Ok(())
     }
 
-    /// Closes the partition's open file, covering its offsets up to `end` (exclusive), and
-    /// queues it for writing.
+    /// Closes the partition's open span, covering its offsets up to `end` (exclusive), and
+    /// queues its files for writing, in the order of their part numbers.
     fn seal(&mut self, key: &PartitionKey, end: i64) -> anyhow::Result<()> {
         let Some(partition) = self.partitions.get_mut(key) else {
             return Ok(());
         };
-        let Some(open) = partition.open.as_ref().filter(|o| !o.rows.is_empty()) else {
+        let Some(open) = partition.open.as_ref().filter(|o| o.rows > 0) else {
             partition.open = None;
             return Ok(());
         };
-        let span = Span {
-            topic: key.0.clone(),
-            partition: key.1,
-            first: partition.start,
-            last: end - 1,
-        };
-        let dir = layout::partition_dir(open.dir.0, open.dir.1);
-        let path = layout::file_path(partition.table, &dir, &span);
-        // Encoded before the rows are let go: a failure keeps them open.
-        let bytes = open
-            .rows
-            .encode()
-            .with_context(|| format!("encoding {path}"))?;
-        let rows = open.rows.len();
-        partition.sealed.push(Sealed {
-            path,
-            bytes: bytes.into(),
-            rows,
-        });
+        let parts = u32::try_from(open.files.len()).context("a span of over 2^32 files")?;
+        let mut sealed = Vec::with_capacity(open.files.len());
+        for (part, (dir, rows)) in (1..).zip(&open.files) {
+            let span = Span {
+                topic: key.0.clone(),
+                partition: key.1,
+                first: partition.start,
+                last: end - 1,
+                part,
+                parts,
+            };
+            let path =
+                layout::file_path(partition.table, &layout::partition_dir(dir.0, dir.1), &span);
+            // Encoded before the rows are let go: a failure keeps them open.
+            let bytes = rows.encode().with_context(|| format!("encoding {path}"))?;
+            sealed.push(Sealed {
+                path,
+                bytes: bytes.into(),
+                rows: rows.len(),
+            });
+        }
+        partition.sealed.extend(sealed);
         partition.open = None;
         partition.start = end;
         Ok(())
@@ -426,8 +436,7 @@ impl LakeSink {
             .iter()
             .filter_map(|(key, p)| {
                 let open = p.open.as_ref()?;
-                let full =
-                    open.rows.len() >= self.limits.records || open.bytes >= self.limits.bytes;
+                let full = open.rows >= self.limits.records || open.bytes >= self.limits.bytes;
                 (all || full || open.since.elapsed() >= self.limits.interval)
                     .then(|| (key.clone(), p.next))
             })

@@ -19,7 +19,7 @@ use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 
-use super::layout::{Span, Table};
+use super::layout::{self, Resume, Span, Table};
 use crate::source::{OffsetStore, PartitionKey};
 
 #[derive(Clone)]
@@ -94,12 +94,12 @@ impl Store {
         }
     }
 
-    /// The spans of every data file of `table`.
-    pub async fn spans(&self, table: Table) -> anyhow::Result<Vec<Span>> {
+    /// Every data file of `table`: its path below the root, and its span.
+    pub async fn files(&self, table: Table) -> anyhow::Result<Vec<(String, Span)>> {
         match self {
             Store::Local(root) => {
-                let dir = root.join(table.dir());
-                tokio::task::spawn_blocking(move || local_spans(&dir))
+                let root = root.clone();
+                tokio::task::spawn_blocking(move || local_files(&root, table))
                     .await
                     .context("listing panicked")?
             }
@@ -110,10 +110,61 @@ impl Store {
                     .try_collect()
                     .await
                     .with_context(|| format!("listing {key} in {url}"))?;
+                let below = |location: &ObjectPath| {
+                    let full = location.as_ref();
+                    match prefix.is_empty() {
+                        true => full.to_owned(),
+                        false => full
+                            .strip_prefix(prefix.as_str())
+                            .map_or(full, |rest| rest.trim_start_matches('/'))
+                            .to_owned(),
+                    }
+                };
                 Ok(objects
                     .iter()
-                    .filter_map(|o| o.location.filename().and_then(Span::parse))
+                    .filter_map(|o| {
+                        let span = o.location.filename().and_then(Span::parse)?;
+                        Some((below(&o.location), span))
+                    })
                     .collect())
+            }
+        }
+    }
+
+    /// Where each partition of `topic` in `table` resumes, from the lake's own listing.
+    pub async fn resume(&self, table: Table, topic: &str) -> anyhow::Result<HashMap<i32, Resume>> {
+        let files = self.files(table).await?;
+        let mut by_partition: HashMap<i32, Vec<(&str, &Span)>> = HashMap::new();
+        for (path, span) in files.iter().filter(|(_, s)| s.topic == topic) {
+            by_partition
+                .entry(span.partition)
+                .or_default()
+                .push((path.as_str(), span));
+        }
+        Ok(by_partition
+            .into_iter()
+            .map(|(partition, files)| (partition, layout::resume(files)))
+            .collect())
+    }
+
+    /// Removes `path` (below the root); a file already gone is not an error.
+    pub async fn delete(&self, path: &str) -> anyhow::Result<()> {
+        match self {
+            Store::Local(root) => {
+                let file = root.join(path);
+                match tokio::fs::remove_file(&file).await {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        Err(e).with_context(|| format!("deleting {}", file.display()))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            Store::S3 { store, prefix, url } => {
+                let key = object_key(prefix, path);
+                match store.delete(&key).await {
+                    Err(object_store::Error::NotFound { .. }) | Ok(()) => Ok(()),
+                    Err(e) => Err(e).with_context(|| format!("deleting {key} from {url}")),
+                }
             }
         }
     }
@@ -146,9 +197,9 @@ fn write_local(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     write().with_context(|| format!("writing {}", path.display()))
 }
 
-fn local_spans(dir: &Path) -> anyhow::Result<Vec<Span>> {
-    let mut spans = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
+fn local_files(root: &Path, table: Table) -> anyhow::Result<Vec<(String, Span)>> {
+    let mut files = Vec::new();
+    let mut pending = vec![root.join(table.dir())];
     while let Some(dir) = pending.pop() {
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
@@ -161,15 +212,18 @@ fn local_spans(dir: &Path) -> anyhow::Result<Vec<Span>> {
             if kind.is_dir() {
                 pending.push(entry.path());
             } else if let Some(span) = entry.file_name().to_str().and_then(Span::parse) {
-                spans.push(span);
+                let path = entry.path();
+                let below = path.strip_prefix(root).unwrap_or(&path);
+                files.push((below.to_string_lossy().into_owned(), span));
             }
         }
     }
-    Ok(spans)
+    Ok(files)
 }
 
-/// The next offset of a partition is one past the last offset of its last file: the files
-/// are the only record of what the lake holds, so there is nothing to get out of step.
+/// The next offset of a partition is one past the last offset of its last complete span: the
+/// files are the only record of what the lake holds, so there is nothing to get out of step.
+/// The parts of a span left incomplete by a crash are deleted first (see [`layout::resume`]).
 pub struct LakeOffsets {
     pub store: Store,
     pub tables: Vec<(String, Table)>,
@@ -182,15 +236,25 @@ impl OffsetStore for LakeOffsets {
         self.runtime.block_on(async {
             let mut next = HashMap::new();
             for (topic, table) in &self.tables {
-                let spans = tokio::time::timeout(Duration::from_secs(30), self.store.spans(*table))
+                let found = tokio::time::timeout(LISTING, self.store.resume(*table, topic))
                     .await
                     .context("timed out listing the lake")??;
-                for span in spans.iter().filter(|s| &s.topic == topic) {
-                    let key = (span.topic.clone(), span.partition);
-                    if partitions.contains(&key) {
-                        let after = span.last + 1;
-                        let entry = next.entry(key).or_insert(after);
-                        *entry = (*entry).max(after);
+                for (partition, resume) in found {
+                    let key = (topic.clone(), partition);
+                    if !partitions.contains(&key) {
+                        continue;
+                    }
+                    for orphan in &resume.orphans {
+                        tracing::info!(
+                            path = orphan,
+                            "deleting a part of a span the last run did not finish"
+                        );
+                        tokio::time::timeout(LISTING, self.store.delete(orphan))
+                            .await
+                            .context("timed out deleting from the lake")??;
+                    }
+                    if let Some(offset) = resume.next {
+                        next.insert(key, offset);
                     }
                 }
             }
@@ -198,3 +262,6 @@ impl OffsetStore for LakeOffsets {
         })
     }
 }
+
+/// How long one listing or deletion may take before the assignment fails (and is retried).
+const LISTING: Duration = Duration::from_secs(30);
