@@ -123,13 +123,18 @@ pub struct LakeArgs {
     /// Also partition by branch: dt=YYYY-MM-DD/branch=N/.
     #[arg(long = "partition-by-branch", env = "LAKE_PARTITION_BY_BRANCH")]
     pub partition_by_branch: bool,
-    /// Cut a partition's file once it holds this many rows.
+    /// Cut a partition's files (one per date, and branch) once they hold this many rows.
     #[arg(long = "flush-records", env = "LAKE_FLUSH_RECORDS", default_value_t = 100_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000_000))]
     pub flush_records: usize,
-    /// Cut a partition's file once its rows weigh about this many bytes.
+    /// Cut a partition's files once their rows weigh about this many bytes.
     #[arg(long = "flush-bytes", env = "LAKE_FLUSH_BYTES", default_value_t = 64 << 20, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1_024..=4_294_967_296))]
     pub flush_bytes: usize,
-    /// Cut a partition's file once its oldest row has waited this long.
+    /// Cut a partition's files before its rows would open one more than this: bounds the
+    /// memory of rows spread over many dates; rows of up to this many dates interleaved (a
+    /// backfill, a stream crossing midnight) still share files.
+    #[arg(long = "max-open-files", env = "LAKE_MAX_OPEN_FILES", default_value_t = 64, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
+    pub max_open_files: usize,
+    /// Cut a partition's files once their oldest row has waited this long.
     #[arg(
         long = "flush-interval-ms",
         env = "LAKE_FLUSH_INTERVAL_MS",

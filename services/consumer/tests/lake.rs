@@ -430,18 +430,14 @@ async fn files_are_cut_by_time_and_sigterm_writes_what_is_held() {
     );
 }
 
-/// A backfill whose dates cycle over three days within one partition, the sink SIGKILLed
-/// meanwhile: a span holds a file per date (not a file per change of date), and a span a kill
-/// left with some of its parts written is deleted and written again, never counted twice.
-#[tokio::test(flavor = "multi_thread")]
-async fn interleaved_dates_share_a_span_and_survive_sigkills() {
-    let topics = fresh_topics("lake-dates");
-    let producer = RawProducer::new(&topics).await;
+/// Produces `count` transactions to partition 0 whose dates cycle over `days` consecutive days,
+/// after a customer for each account; returns the per-account count and sum.
+async fn cycling_dates(topics: &Topics, count: usize, days: i64) -> BTreeMap<String, (u64, i64)> {
+    let producer = RawProducer::new(topics).await;
     let accounts = ["ACC-1", "ACC-2", "ACC-3", "ACC-4"];
     for account in accounts {
         producer.customer(&customer(account)).await;
     }
-    let count = 6_000usize;
     let mut expected: BTreeMap<String, (u64, i64)> = BTreeMap::new();
     let mut events = Vec::with_capacity(count);
     for i in 0..count {
@@ -453,8 +449,7 @@ async fn interleaved_dates_share_a_span_and_survive_sigkills() {
         };
         let mut tx = transaction(account, signed);
         tx.transaction_datetime = Some(prost_types::Timestamp {
-            // Three consecutive days, in turn.
-            seconds: 1_796_148_892 + 86_400 * (i % 3) as i64,
+            seconds: 1_796_148_892 + 86_400 * (i as i64 % days),
             nanos: 0,
         });
         let entry = expected.entry(account.to_owned()).or_default();
@@ -465,6 +460,17 @@ async fn interleaved_dates_share_a_span_and_survive_sigkills() {
     for chunk in events.chunks(500) {
         futures::future::join_all(chunk.iter().map(|tx| producer.transaction(tx))).await;
     }
+    expected
+}
+
+/// A backfill whose dates cycle over three days within one partition, the sink SIGKILLed
+/// meanwhile: a span holds a file per date (not a file per change of date), and a span a kill
+/// left with some of its parts written is deleted and written again, never counted twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn interleaved_dates_share_a_span_and_survive_sigkills() {
+    let topics = fresh_topics("lake-dates");
+    let count = 6_000usize;
+    let expected = cycling_dates(&topics, count, 3).await;
     let lake = std::env::temp_dir().join(format!("lake-{}", topics.group));
     let lake_url = lake.display().to_string();
     // What a run killed between the parts of a span leaves: the first of two. Not Parquet, so
@@ -488,5 +494,40 @@ async fn interleaved_dates_share_a_span_and_survive_sigkills() {
     // 6,000 rows cut every 1,000 (or 300 ms), 3 dates a span: a few dozen files at most, where
     // a file per change of date made one per row.
     assert!(files <= 120, "{files} files for {count} rows");
+    let _ = std::fs::remove_dir_all(lake);
+}
+
+/// `--max-open-files` below the number of dates that interleave: every span is cut before a
+/// third date would open, so files hold a row or two; nothing is lost or doubled.
+#[tokio::test(flavor = "multi_thread")]
+async fn max_open_files_cuts_a_span_before_one_more_file() {
+    let topics = fresh_topics("lake-open");
+    let count = 300usize;
+    let expected = cycling_dates(&topics, count, 3).await;
+    let lake = std::env::temp_dir().join(format!("lake-{}", topics.group));
+    let lake_url = lake.display().to_string();
+    let (mut command, port) = lake_command(&topics, &lake_url, &["--max-open-files", "2"]);
+    let mut child = Reaped(command.spawn().expect("start lake"));
+    wait_until("the lake to answer", Duration::from_secs(60), || {
+        answers(port, "/healthz")
+    })
+    .await;
+    wait_until("every row taken", Duration::from_secs(60), || async {
+        committed(&topics) == count as i64
+    })
+    .await;
+    terminate(&mut child);
+    let found = check(&lake_url, &[]);
+    assert_eq!(
+        (found["rows"].as_u64(), found["distinct"].as_u64()),
+        (Some(count as u64), Some(count as u64)),
+        "{found}"
+    );
+    assert_eq!(lake_sums(&found), expected);
+    let files = parquet_files(&lake.join("transactions"));
+    assert!(
+        files >= count / 2,
+        "{files} files: spans were not cut at 2 open files"
+    );
     let _ = std::fs::remove_dir_all(lake);
 }

@@ -11,7 +11,8 @@
 //! read. Kafka's committed offsets are written after the fact, for lag monitoring only.
 //!
 //! A partition's span is cut when it has gathered `--flush-records` rows or `--flush-bytes`,
-//! when its oldest row has waited `--flush-interval-ms`, and before partitions move to another
+//! when its oldest row has waited `--flush-interval-ms`, before a row would open one file more
+//! than `--max-open-files`, and before partitions move to another
 //! instance or the sink stops. Rows of several dates interleaved in one partition (a backfill, a
 //! stream crossing midnight) share the span, a file per date, rather than a file per change of
 //! date.
@@ -73,6 +74,7 @@ pub async fn run(args: LakeArgs) -> anyhow::Result<()> {
         limits: Limits {
             records: args.flush_records,
             bytes: args.flush_bytes,
+            files: args.max_open_files,
             interval: Duration::from_millis(args.flush_interval_ms),
         },
         partitions: HashMap::new(),
@@ -143,6 +145,8 @@ impl LakeCounters {
 struct Limits {
     records: usize,
     bytes: usize,
+    /// Files (Hive partitions) one span may hold open.
+    files: usize,
     interval: Duration,
 }
 
@@ -156,10 +160,9 @@ struct Open {
     since: Instant,
 }
 
-/// About what a new file's column builders reserve (arrow's default of 1,024 values per column):
-/// counted against `--flush-bytes`, so rows spread over thousands of dates cannot hold thousands
-/// of files' worth of memory.
-const OPEN_FILE_BYTES: usize = 128 << 10;
+/// About what a new file's column builders reserve ([`parquet::INITIAL_ROWS`] per column),
+/// counted against `--flush-bytes`.
+const OPEN_FILE_BYTES: usize = 8 << 10;
 
 /// A file cut and encoded, waiting for its turn to be written.
 struct Sealed {
@@ -178,6 +181,32 @@ struct Partition {
     next: i64,
     open: Option<Open>,
     sealed: Vec<Sealed>,
+}
+
+impl Partition {
+    fn gather(&mut self, dir: DirKey, row: &RowRef<'_>) {
+        let table = self.table;
+        let open = self.open.get_or_insert_with(|| Open {
+            files: BTreeMap::new(),
+            rows: 0,
+            bytes: 0,
+            since: Instant::now(),
+        });
+        let file = open.files.entry(dir).or_insert_with(|| {
+            open.bytes += OPEN_FILE_BYTES;
+            match table {
+                Table::Transactions => Rows::Transactions(TransactionColumns::new()),
+                Table::Customers => Rows::Customers(CustomerColumns::new()),
+            }
+        });
+        open.bytes += match (file, row) {
+            (Rows::Transactions(c), RowRef::Transaction(r)) => c.push(r),
+            (Rows::Customers(c), RowRef::Customer(r, at)) => c.push(r, *at),
+            _ => 0,
+        };
+        open.rows += 1;
+        self.next = row.offset() + 1;
+    }
 }
 
 pub struct LakeSink {
@@ -317,35 +346,24 @@ impl LakeSink {
             },
         };
         // Rows before `entry` are already gathered or written (a batch retried after a failure).
-        let Some(partition) = self.partitions.get_mut(key) else {
-            return Ok(());
-        };
         for row in rows.iter().filter(|r| r.offset() >= entry) {
-            let open = partition.open.get_or_insert_with(|| Open {
-                files: BTreeMap::new(),
-                rows: 0,
-                bytes: 0,
-                since: Instant::now(),
-            });
-            let file = open
-                .files
-                .entry(row.dir(self.by_branch))
-                .or_insert_with(|| {
-                    open.bytes += OPEN_FILE_BYTES;
-                    match table {
-                        Table::Transactions => Rows::Transactions(TransactionColumns::new()),
-                        Table::Customers => Rows::Customers(CustomerColumns::new()),
-                    }
-                });
-            open.bytes += match (file, row) {
-                (Rows::Transactions(c), RowRef::Transaction(r)) => c.push(r),
-                (Rows::Customers(c), RowRef::Customer(r, at)) => c.push(r, *at),
-                _ => 0,
+            let dir = row.dir(self.by_branch);
+            let crowded = self
+                .partitions
+                .get(key)
+                .and_then(|p| p.open.as_ref())
+                .is_some_and(|o| o.files.len() >= self.limits.files && !o.files.contains_key(&dir));
+            if crowded {
+                self.seal(key, row.offset())?;
+            }
+            let Some(partition) = self.partitions.get_mut(key) else {
+                break;
             };
-            open.rows += 1;
-            partition.next = row.offset() + 1;
+            partition.gather(dir, row);
         }
-        partition.next = partition.next.max(span.next);
+        if let Some(partition) = self.partitions.get_mut(key) {
+            partition.next = partition.next.max(span.next);
+        }
         Ok(())
     }
 
