@@ -463,6 +463,22 @@ async fn cycling_dates(topics: &Topics, count: usize, days: i64) -> BTreeMap<Str
     expected
 }
 
+/// DuckDB's reading of a local lake: `count` rows, each id once, per-account sums as `expected`.
+fn exactly_once(
+    lake: &str,
+    count: usize,
+    expected: &BTreeMap<String, (u64, i64)>,
+) -> serde_json::Value {
+    let found = check(lake, &[]);
+    assert_eq!(
+        (found["rows"].as_u64(), found["distinct"].as_u64()),
+        (Some(count as u64), Some(count as u64)),
+        "{found}"
+    );
+    assert_eq!(&lake_sums(&found), expected);
+    found
+}
+
 /// A backfill whose dates cycle over three days within one partition, the sink SIGKILLed
 /// meanwhile: a span holds a file per date (not a file per change of date), and a span a kill
 /// left with some of its parts written is deleted and written again, never counted twice.
@@ -482,13 +498,7 @@ async fn interleaved_dates_share_a_span_and_survive_sigkills() {
     std::fs::create_dir_all(orphan.parent().expect("a directory")).expect("mkdir");
     std::fs::write(&orphan, b"the first part of two; the second never written").expect("write");
     sigkilled_until_complete(&topics, &lake_url, &[], 3).await;
-    let found = check(&lake_url, &[]);
-    assert_eq!(
-        (found["rows"].as_u64(), found["distinct"].as_u64()),
-        (Some(count as u64), Some(count as u64)),
-        "{found}"
-    );
-    assert_eq!(lake_sums(&found), expected);
+    let found = exactly_once(&lake_url, count, &expected);
     assert_eq!(found["dates"], 3, "{found}");
     let files = parquet_files(&lake.join("transactions"));
     // 6,000 rows cut every 1,000 (or 300 ms), 3 dates a span: a few dozen files at most, where
@@ -517,13 +527,7 @@ async fn max_open_files_cuts_a_span_before_one_more_file() {
     })
     .await;
     terminate(&mut child);
-    let found = check(&lake_url, &[]);
-    assert_eq!(
-        (found["rows"].as_u64(), found["distinct"].as_u64()),
-        (Some(count as u64), Some(count as u64)),
-        "{found}"
-    );
-    assert_eq!(lake_sums(&found), expected);
+    exactly_once(&lake_url, count, &expected);
     let files = parquet_files(&lake.join("transactions"));
     assert!(
         files >= count / 2,
