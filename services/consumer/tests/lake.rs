@@ -376,6 +376,18 @@ async fn the_s3_path_is_exactly_once_too() {
     ];
     let topics = fresh_topics("lake-s3");
     let manifest = generate(&topics, 20, 8_000, 22).await;
+    // The first part of an unfinished span, as a run killed between its parts leaves it: not
+    // Parquet, so DuckDB fails below unless the sink deletes it from the bucket.
+    store_of("s3://lake-bucket/bank", &env)
+        .put(
+            &format!(
+                "transactions/dt=2026-12-01/{}.p0.{:020}-{:020}.1of2.parquet",
+                topics.transactions, 0, 999
+            ),
+            bytes::Bytes::from_static(b"the first part of two; the second never written"),
+        )
+        .await
+        .expect("an orphan put into the bucket");
     sigkilled_until_complete(&topics, "s3://lake-bucket/bank", &env, 2).await;
     let found = check("s3://lake-bucket/bank", &env);
     assert_eq!(
