@@ -154,10 +154,15 @@ struct Limits {
 /// when it is cut.
 struct Open {
     files: BTreeMap<DirKey, Rows>,
-    rows: usize,
     /// The rows' size plus what each file's column builders reserve: what `--flush-bytes` bounds.
     bytes: usize,
     since: Instant,
+}
+
+impl Open {
+    fn rows(&self) -> usize {
+        self.files.values().map(Rows::len).sum()
+    }
 }
 
 /// About what a new file's column builders reserve ([`parquet::INITIAL_ROWS`] per column),
@@ -188,7 +193,6 @@ impl Partition {
         let table = self.table;
         let open = self.open.get_or_insert_with(|| Open {
             files: BTreeMap::new(),
-            rows: 0,
             bytes: 0,
             since: Instant::now(),
         });
@@ -204,7 +208,6 @@ impl Partition {
             (Rows::Customers(c), RowRef::Customer(r, at)) => c.push(r, *at),
             _ => 0,
         };
-        open.rows += 1;
         self.next = row.offset() + 1;
     }
 }
@@ -373,7 +376,7 @@ impl LakeSink {
         let Some(partition) = self.partitions.get_mut(key) else {
             return Ok(());
         };
-        let Some(open) = partition.open.as_ref().filter(|o| o.rows > 0) else {
+        let Some(open) = partition.open.as_ref().filter(|o| o.rows() > 0) else {
             partition.open = None;
             return Ok(());
         };
@@ -454,7 +457,7 @@ impl LakeSink {
             .iter()
             .filter_map(|(key, p)| {
                 let open = p.open.as_ref()?;
-                let full = open.rows >= self.limits.records || open.bytes >= self.limits.bytes;
+                let full = open.rows() >= self.limits.records || open.bytes >= self.limits.bytes;
                 (all || full || open.since.elapsed() >= self.limits.interval)
                     .then(|| (key.clone(), p.next))
             })

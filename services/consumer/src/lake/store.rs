@@ -110,15 +110,12 @@ impl Store {
                     .try_collect()
                     .await
                     .with_context(|| format!("listing {key} in {url}"))?;
+                // Keys below the prefix, as `put` and `delete` take them.
                 let below = |location: &ObjectPath| {
                     let full = location.as_ref();
-                    match prefix.is_empty() {
-                        true => full.to_owned(),
-                        false => full
-                            .strip_prefix(prefix.as_str())
-                            .map_or(full, |rest| rest.trim_start_matches('/'))
-                            .to_owned(),
-                    }
+                    full.strip_prefix(prefix.as_str())
+                        .map_or(full, |rest| rest.trim_start_matches('/'))
+                        .to_owned()
                 };
                 Ok(objects
                     .iter()
