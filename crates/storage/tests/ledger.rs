@@ -605,3 +605,115 @@ async fn sqlite_posts_stranded_parked_transactions() {
 async fn postgres_posts_stranded_parked_transactions() {
     stranded_parked_transactions_are_posted(postgres().await).await;
 }
+
+/// Text that array literals must not reinterpret: quotes, backslashes, braces, commas, the
+/// word NULL, outer spaces, tabs and newlines, non-ASCII.
+const AWKWARD: [&str; 8] = [
+    r#"say "hi""#,
+    r"C:\temp\",
+    "{a,b}",
+    "NULL",
+    "  padded  ",
+    "tab\there\nnew line\r",
+    "é ü 東京 🏦",
+    "",
+];
+
+/// Every text column comes back byte for byte (the currency is three characters: as is), the duplicate path identifies awkward ids
+/// exactly, and balances land on awkward account numbers.
+async fn awkward_text_round_trips(db: DatabaseConnection) {
+    let mut ledger = Ledger::new("g");
+    let accounts: Vec<String> = AWKWARD.iter().map(|t| format!("ACC{t}")).collect();
+    let rows: Vec<TransactionRow> = AWKWARD
+        .iter()
+        .zip(&accounts)
+        .enumerate()
+        .map(|(i, (text, account))| TransactionRow {
+            transaction_reference: format!("{text}ref"),
+            description: (*text).to_owned(),
+            ..deposit(&format!("id{text}"), account, 100 + i as i64, i as i64)
+        })
+        .collect();
+    let names: Vec<&str> = accounts.iter().map(String::as_str).collect();
+    let n = rows.len() as i64;
+    let applied = ledger
+        .apply(&db, &batch(&names, rows.clone(), None, n))
+        .await
+        .unwrap();
+    assert_eq!(applied.posted.len(), rows.len());
+
+    // The same ids again, plus one new: only the new one posts (RETURNING names it exactly).
+    let mut again = rows.clone();
+    for (i, row) in again.iter_mut().enumerate() {
+        row.source_offset = n + i as i64;
+    }
+    let fresh = TransactionRow {
+        source_offset: 2 * n,
+        ..deposit(r#"new "one""#, &accounts[0], 7, 2 * n)
+    };
+    again.push(fresh);
+    let applied = ledger
+        .apply(&db, &batch(&[], again, Some(n), 2 * n + 1))
+        .await
+        .unwrap();
+    assert_eq!(posted_ids(&applied), [r#"new "one""#]);
+    assert_eq!(applied.duplicates, rows.len() as u64);
+
+    let stored = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            format!(
+                "SELECT transaction_id, account_number, transaction_reference, currency, \
+                 description FROM transactions WHERE source_offset < {n} ORDER BY source_offset"
+            ),
+        ))
+        .await
+        .unwrap();
+    let stored: Vec<[String; 5]> = stored
+        .iter()
+        .map(|r| std::array::from_fn(|i| r.try_get_by_index(i).unwrap()))
+        .collect();
+    let expected: Vec<[String; 5]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.transaction_id.clone(),
+                r.account_number.clone(),
+                r.transaction_reference.clone(),
+                r.currency.clone(),
+                r.description.clone(),
+            ]
+        })
+        .collect();
+    assert_eq!(stored, expected);
+    for (i, account) in accounts.iter().enumerate() {
+        let balance = db
+            .query_one_raw(Statement::from_sql_and_values(
+                db.get_database_backend(),
+                match db.get_database_backend() {
+                    sea_orm::DbBackend::Postgres => {
+                        "SELECT balance_cents FROM accounts WHERE account_number = $1"
+                    }
+                    _ => "SELECT balance_cents FROM accounts WHERE account_number = ?",
+                },
+                [account.as_str().into()],
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get_by_index::<i64>(0)
+            .unwrap();
+        let fresh = if i == 0 { 7 } else { 0 };
+        assert_eq!(balance, 100 + i as i64 + fresh, "balance of {account:?}");
+    }
+}
+
+#[tokio::test]
+async fn sqlite_round_trips_awkward_text() {
+    awkward_text_round_trips(sqlite().await).await;
+}
+
+#[tokio::test]
+async fn postgres_round_trips_awkward_text() {
+    awkward_text_round_trips(postgres().await).await;
+}
