@@ -176,19 +176,26 @@ const CUSTOMER_COLUMNS: [&str; 9] = [
     "source_offset",
 ];
 
-const TX_COLUMNS: [&str; 11] = [
-    "transaction_id",
-    "account_number",
-    "transaction_reference",
-    "transaction_datetime",
-    "kind",
-    "amount_cents",
-    "currency",
-    "branch_id",
-    "description",
-    "source_partition",
-    "source_offset",
+/// The columns of `transactions` (and of `parked_transactions`) the ledger writes, in the
+/// order of [`transaction_values`] and of the arrays [`insert_transactions_unnest`] binds,
+/// each with the PostgreSQL array type it is bound as there.
+const TX_COLUMNS: [(&str, &str); 11] = [
+    ("transaction_id", "text[]"),
+    ("account_number", "text[]"),
+    ("transaction_reference", "text[]"),
+    ("transaction_datetime", "timestamptz[]"),
+    ("kind", "text[]"),
+    ("amount_cents", "int8[]"),
+    ("currency", "text[]"),
+    ("branch_id", "int8[]"),
+    ("description", "text[]"),
+    ("source_partition", "int4[]"),
+    ("source_offset", "int8[]"),
 ];
+
+fn tx_column_names() -> [&'static str; 11] {
+    TX_COLUMNS.map(|(name, _)| name)
+}
 
 /// The ledger's write side, with a cache of accounts known to have a customer (customers are
 /// never deleted, so a positive answer stays true).
@@ -627,7 +634,7 @@ async fn stored_movements(
     let mut found = HashMap::new();
     for chunk in ids.chunks(MAX_PARAMS) {
         let select = Query::select()
-            .columns(TX_COLUMNS)
+            .columns(tx_column_names())
             .from(sea_orm::sea_query::Alias::new(table))
             .and_where(Expr::col("transaction_id").is_in(chunk.iter().cloned()))
             .to_owned();
@@ -832,7 +839,7 @@ async fn take_parked(
         let delete = Query::delete()
             .from_table("parked_transactions")
             .and_where(Expr::col("account_number").is_in(chunk.iter().cloned()))
-            .returning(Query::returning().columns(TX_COLUMNS))
+            .returning(Query::returning().columns(tx_column_names()))
             .to_owned();
         for row in txn.query_all(&delete).await? {
             rows.push(transaction_from_row(&row)?);
@@ -868,7 +875,9 @@ async fn park(
     let mut parked = 0;
     for chunk in new_rows.chunks(MAX_PARAMS / TX_COLUMNS.len()) {
         let mut insert = Query::insert();
-        insert.into_table("parked_transactions").columns(TX_COLUMNS);
+        insert
+            .into_table("parked_transactions")
+            .columns(tx_column_names());
         for row in chunk {
             insert.values_panic(transaction_values(row));
         }
@@ -924,7 +933,7 @@ async fn insert_transactions_values(
     let mut inserted = HashSet::with_capacity(rows.len());
     for chunk in rows.chunks(MAX_PARAMS / TX_COLUMNS.len()) {
         let mut insert = Query::insert();
-        insert.into_table("transactions").columns(TX_COLUMNS);
+        insert.into_table("transactions").columns(tx_column_names());
         for (row, _) in chunk {
             insert.values_panic(transaction_values(row));
         }
@@ -955,14 +964,17 @@ async fn insert_transactions_unnest(
     rows: &[(Cow<'_, TransactionRow>, Option<usize>)],
     mode: UnnestMode,
 ) -> Result<HashSet<String>, DbErr> {
-    const INSERT: &str = "INSERT INTO transactions (transaction_id, account_number, transaction_reference, \
-        transaction_datetime, kind, amount_cents, currency, branch_id, description, source_partition, \
-        source_offset) SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], \
-        $5::text[], $6::int8[], $7::text[], $8::int8[], $9::text[], $10::int4[], $11::int8[])";
+    let names = tx_column_names().join(", ");
+    let arrays = (1..)
+        .zip(TX_COLUMNS)
+        .map(|(i, (_, ty))| format!("${i}::{ty}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let insert = format!("INSERT INTO transactions ({names}) SELECT * FROM UNNEST({arrays})");
     let sql = match mode {
-        UnnestMode::Plain => INSERT.to_owned(),
+        UnnestMode::Plain => insert,
         UnnestMode::SkipDuplicates => {
-            format!("{INSERT} ON CONFLICT (transaction_id) DO NOTHING RETURNING transaction_id")
+            format!("{insert} ON CONFLICT (transaction_id) DO NOTHING RETURNING transaction_id")
         }
     };
     let mut inserted = HashSet::new();
@@ -984,6 +996,7 @@ async fn insert_transactions_unnest(
                     .collect(),
             )),
         );
+        // In the order of TX_COLUMNS.
         let values = vec![
             text(&|r| &r.transaction_id),
             text(&|r| &r.account_number),
