@@ -459,13 +459,14 @@ impl SourceContext {
         if state.phase != Phase::Consuming {
             return;
         }
-        let Some(expected) = state.positions.get(&key).copied() else {
+        let Some(position) = state.positions.get_mut(&key) else {
             return;
         };
+        let expected = *position;
         if expected.is_some_and(|next| offset < next) {
             return;
         }
-        state.positions.insert(key.clone(), Some(offset + 1));
+        *position = Some(offset + 1);
         let record = Record {
             topic: state.topic_name(&key.0),
             partition: key.1,
@@ -727,6 +728,9 @@ fn poll_loop(
     let context = consumer.context();
     let mut stalled = Duration::ZERO;
     let budget = Arc::new(tokio::sync::Semaphore::new(context.budget_bytes));
+    // Per message, the family's lookup would allocate the label and hash it under a lock.
+    let mut consumed: HashMap<String, prometheus_client::metrics::counter::Counter> =
+        HashMap::new();
     while !stop.is_requested() {
         if !hand_over(context, &records, &budget, runtime, stop, &mut stalled) {
             return;
@@ -741,13 +745,22 @@ fn poll_loop(
             None => {}
             Some(Ok(message)) => {
                 context.health.set_kafka(true);
-                context
-                    .metrics
-                    .consumed
-                    .get_or_create(&TopicLabel {
-                        topic: message.topic().to_owned(),
-                    })
-                    .inc();
+                match consumed.get(message.topic()) {
+                    Some(counter) => {
+                        counter.inc();
+                    }
+                    None => {
+                        let counter = context
+                            .metrics
+                            .consumed
+                            .get_or_create(&TopicLabel {
+                                topic: message.topic().to_owned(),
+                            })
+                            .clone();
+                        counter.inc();
+                        consumed.insert(message.topic().to_owned(), counter);
+                    }
+                };
                 context.accept(consumer, &message);
             }
             Some(Err(error)) => {
@@ -772,8 +785,26 @@ fn hand_over(
         let Some(mut record) = context.state().pending.pop_front() else {
             return true;
         };
-        let wait = Duration::from_millis(250);
         let bytes = record.weight().min(context.budget_bytes) as u32;
+        // The common case, room at once, without entering the runtime and arming a timer for
+        // every record (a third of the polling thread's time at full speed).
+        if let Ok(permit) = budget.clone().try_acquire_many_owned(bytes) {
+            match records.try_reserve() {
+                Ok(slot) => {
+                    record.budget = Some(permit);
+                    slot.send(record);
+                    *stalled = Duration::ZERO;
+                    if stop.is_requested() {
+                        return false;
+                    }
+                    continue;
+                }
+                Err(mpsc::error::TrySendError::Closed(())) => return false,
+                // The permit goes back; the slow path waits for both.
+                Err(mpsc::error::TrySendError::Full(())) => drop(permit),
+            }
+        }
+        let wait = Duration::from_millis(250);
         let room = async {
             let budget = budget.clone().acquire_many_owned(bytes).await;
             let slot = records.reserve().await;

@@ -174,12 +174,14 @@ struct Sealed {
     path: String,
     bytes: bytes::Bytes,
     rows: usize,
+    /// The offsets its span covers: the parts of one span may appear in any order.
+    span: (i64, i64),
 }
 
 /// One Kafka partition: `start` is the first offset neither a file nor `sealed` covers, `next`
 /// the next offset to read; the rows between are in `open` (or were poison, dead-lettered).
-/// `sealed` files are written in order: the lake resumes one past a partition's last visible
-/// file, so a later file must never appear before an earlier one.
+/// `sealed` files are written span by span: the lake resumes one past a partition's last
+/// complete span, so no part of a later span may appear before every part of an earlier one.
 struct Partition {
     table: Table,
     start: i64,
@@ -399,6 +401,7 @@ impl LakeSink {
                 path,
                 bytes: bytes.into(),
                 rows: rows.len(),
+                span: (span.first, span.last),
             });
         }
         partition.sealed.extend(sealed);
@@ -407,9 +410,9 @@ impl LakeSink {
         Ok(())
     }
 
-    /// Writes every sealed file: each partition's in order, the partitions at once (each file
-    /// is created and fsynced: done one by one, that wait was half the run). What fails stays
-    /// sealed, to be written again.
+    /// Writes every sealed file: each partition's span after span, the parts of a span and the
+    /// partitions at once (each file is created and fsynced: done one by one, that wait was
+    /// most of the run). What fails stays sealed, to be written again.
     async fn write_sealed(&mut self) -> anyhow::Result<()> {
         let queues: Vec<(PartitionKey, Vec<Sealed>)> = self
             .partitions
@@ -420,30 +423,20 @@ impl LakeSink {
         let writes = queues.into_iter().map(|(key, files)| {
             let store = self.store.clone();
             async move {
-                let mut written = 0;
-                let mut failure = None;
-                for file in &files {
-                    match store.put(&file.path, file.bytes.clone()).await {
-                        Ok(()) => written += 1,
-                        Err(error) => {
-                            failure = Some(error);
-                            break;
-                        }
-                    }
-                }
-                (key, files, written, failure)
+                let (written, left, failure) = write_spans(&store, files).await;
+                (key, written, left, failure)
             }
         });
         let mut first_failure = None;
-        for (key, mut files, written, failure) in futures::future::join_all(writes).await {
-            for file in files.drain(..written) {
+        for (key, written, left, failure) in futures::future::join_all(writes).await {
+            for file in written {
                 self.counters.files.inc();
                 self.counters.rows.inc_by(file.rows as u64);
                 self.counters.bytes.inc_by(file.bytes.len() as u64);
                 tracing::debug!(path = file.path, rows = file.rows, "lake file written");
             }
             if let Some(partition) = self.partitions.get_mut(&key) {
-                partition.sealed = files;
+                partition.sealed = left;
             }
             first_failure = first_failure.or(failure);
         }
@@ -466,5 +459,104 @@ impl LakeSink {
             self.seal(&key, end)?;
         }
         self.write_sealed().await
+    }
+}
+
+/// Files of one span written at once, at most this many: enough for the disk to merge their
+/// fsyncs (or for object storage to take several PUTs), few enough not to crowd the blocking
+/// pool.
+const PARTS_AT_ONCE: usize = 16;
+
+/// Writes a partition's sealed `files` span by span, a span's parts at once. Returns the files
+/// written, those left to write (the failed ones and every later span) and the first failure.
+async fn write_spans(
+    store: &Store,
+    files: Vec<Sealed>,
+) -> (Vec<Sealed>, Vec<Sealed>, Option<anyhow::Error>) {
+    use futures::StreamExt;
+    let mut written = Vec::with_capacity(files.len());
+    let mut files = files.into_iter().peekable();
+    while let Some(first) = files.next() {
+        let mut span = vec![first];
+        while let Some(part) = files.next_if(|f| f.span == span[0].span) {
+            span.push(part);
+        }
+        let results: Vec<(Sealed, anyhow::Result<()>)> = futures::stream::iter(span)
+            .map(|file| async move {
+                let result = store.put(&file.path, file.bytes.clone()).await;
+                (file, result)
+            })
+            .buffer_unordered(PARTS_AT_ONCE)
+            .collect()
+            .await;
+        let mut left = Vec::new();
+        let mut failure = None;
+        for (file, result) in results {
+            match result {
+                Ok(()) => written.push(file),
+                Err(error) => {
+                    failure.get_or_insert(error);
+                    left.push(file);
+                }
+            }
+        }
+        if failure.is_some() {
+            // The span is incomplete: nothing later may be written before it is.
+            left.extend(files);
+            return (written, left, failure);
+        }
+    }
+    (written, Vec::new(), None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sealed(path: &str, span: (i64, i64)) -> Sealed {
+        Sealed {
+            path: path.to_owned(),
+            bytes: bytes::Bytes::from_static(b"parquet"),
+            rows: 1,
+            span,
+        }
+    }
+
+    /// A part that cannot be written leaves its span incomplete, so the next span is not
+    /// written at all (the lake would resume past the incomplete one); once the failure is
+    /// gone, what is left completes both.
+    #[tokio::test]
+    async fn a_failed_part_holds_back_every_later_span() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let root = std::env::temp_dir().join(format!("lake-spans-{}-{nanos}", std::process::id()));
+        let store = Store::open(root.to_str().expect("a UTF-8 temporary directory"))
+            .expect("a local store");
+        // A regular file where the second part's directory must go.
+        std::fs::write(root.join("b"), b"in the way").expect("the blocker");
+        let files = vec![
+            sealed("a/1of3", (0, 9)),
+            sealed("b/2of3", (0, 9)),
+            sealed("c/3of3", (0, 9)),
+            sealed("d/next", (10, 19)),
+        ];
+        let (written, left, failure) = write_spans(&store, files).await;
+        assert!(failure.is_some());
+        let mut written: Vec<&str> = written.iter().map(|f| f.path.as_str()).collect();
+        written.sort_unstable();
+        assert_eq!(written, ["a/1of3", "c/3of3"]);
+        let left_paths: Vec<&str> = left.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(left_paths, ["b/2of3", "d/next"]);
+        assert!(!root.join("d/next").exists(), "a later span went ahead");
+
+        std::fs::remove_file(root.join("b")).expect("the blocker removed");
+        let (written, left, failure) = write_spans(&store, left).await;
+        assert!(failure.is_none() && left.is_empty());
+        assert_eq!(written.len(), 2);
+        for path in ["a/1of3", "b/2of3", "c/3of3", "d/next"] {
+            assert!(root.join(path).exists(), "{path} is missing");
+        }
+        let _ = std::fs::remove_dir_all(&root);
     }
 }
