@@ -66,6 +66,9 @@ pub struct Decoded {
     pub records: usize,
     /// The source generation the records were read under; older than the current one: stale.
     pub generation: u64,
+    /// The partition of the record covered last: records come in runs of one partition, and
+    /// its key is then not built again for every one.
+    last_covered: Option<PartitionKey>,
 }
 
 /// The dead letter of a refused event of `decoded`.
@@ -128,14 +131,25 @@ impl Decoded {
     /// Notes that `record` is part of this batch (valid or poison).
     fn cover(&mut self, record: &Record) {
         self.records += 1;
+        let next = record.offset + 1;
+        if let Some(key) = &self.last_covered
+            && key.1 == record.partition
+            && *key.0 == *record.topic
+            && let Some(span) = self.events.offsets.get_mut(key)
+        {
+            span.next = span.next.max(next);
+            return;
+        }
+        let key = (record.topic.to_string(), record.partition);
         self.events
             .offsets
-            .entry((record.topic.to_string(), record.partition))
-            .and_modify(|span| span.next = span.next.max(record.offset + 1))
+            .entry(key.clone())
+            .and_modify(|span| span.next = span.next.max(next))
             .or_insert(OffsetSpan {
                 expected: record.expected,
-                next: record.offset + 1,
+                next,
             });
+        self.last_covered = Some(key);
     }
 
     fn push_transaction(&mut self, tx: Transaction, position: Position) {
@@ -984,11 +998,12 @@ mod tests {
         share.cover(&record(0, 7, Some(5), 1)); // 5 and 6 were control records
         share.cover(&record(0, 8, Some(8), 1));
         share.cover(&record(2, 0, None, 1));
+        share.cover(&record(0, 9, Some(9), 1)); // back to partition 0 after another
         assert_eq!(
             share.events.offsets[&("t".to_owned(), 0)],
             OffsetSpan {
                 expected: Some(5),
-                next: 9
+                next: 10
             }
         );
         assert_eq!(
@@ -998,6 +1013,6 @@ mod tests {
                 next: 1
             }
         );
-        assert_eq!(share.records, 3);
+        assert_eq!(share.records, 4);
     }
 }
