@@ -9,15 +9,23 @@
 //! element at all.
 //!
 //! Quoting follows PostgreSQL's `array_in`: every text element is double-quoted, with `"` and
-//! `\` escaped by a backslash, so no content (spaces, braces, commas, `NULL`) is reinterpreted.
-//! The contract refuses NUL and the other control characters a literal could not carry.
+//! `\` escaped by a backslash, so no content (spaces, braces, commas, `NULL`, control
+//! characters) is reinterpreted. NUL, which PostgreSQL's text cannot hold at all, the contract
+//! refuses before.
 
 use std::fmt::{Display, Write};
 
 /// `{"a","b"}` from text elements.
-pub fn text<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
+pub fn text<'a, I>(items: I) -> String
+where
+    I: IntoIterator<Item = &'a str>,
+    I::IntoIter: Clone,
+{
     let items = items.into_iter();
-    let mut literal = String::with_capacity(2 + 24 * items.size_hint().0);
+    // Sized up front: a column of long descriptions would otherwise be reallocated as it
+    // grows, briefly twice its size (only escapes can still make it grow).
+    let size: usize = items.clone().map(|item| item.len() + 3).sum();
+    let mut literal = String::with_capacity(2 + size);
     literal.push('{');
     for (i, item) in items.enumerate() {
         if i > 0 {

@@ -619,7 +619,7 @@ const AWKWARD: [&str; 8] = [
     "",
 ];
 
-/// Every text column comes back byte for byte (the currency is three characters: as is), the duplicate path identifies awkward ids
+/// Every text column but the currency (three characters, left as `USD`) comes back byte for byte, the duplicate path identifies awkward ids
 /// exactly, and balances land on awkward account numbers.
 async fn awkward_text_round_trips(db: DatabaseConnection) {
     let mut ledger = Ledger::new("g");

@@ -462,9 +462,9 @@ impl LakeSink {
     }
 }
 
-/// Files of one span written at once, at most this many: enough for the disk to merge their
-/// fsyncs (or for object storage to take several PUTs), few enough not to crowd the blocking
-/// pool.
+/// Files of one span written at once, at most this many per partition: enough for the disk to
+/// merge their fsyncs (or for object storage to take several PUTs). With every partition
+/// writing at once that is up to 16 blocking threads per partition, far below tokio's 512.
 const PARTS_AT_ONCE: usize = 16;
 
 /// Writes a partition's sealed `files` span by span, a span's parts at once. Returns the files

@@ -4,11 +4,12 @@
 //! HTTP endpoint).
 //!
 //! Both make a file visible atomically, whole or not at all. Locally it is written under a
-//! hidden temporary name, fsynced, renamed, and the directory fsynced, so a crash at any instant
-//! (power loss included) leaves no partial file under a real name. On S3 a single PUT is atomic.
+//! hidden temporary name, fsynced, renamed, and the directory fsynced (a new directory's parents
+//! too), so a crash at any instant (power loss included) leaves no partial file under a real
+//! name and no file without its directory. On S3 a single PUT is atomic.
 //! The listing of the lake is also the sink's offset store: see [`LakeOffsets`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -79,7 +80,7 @@ impl Store {
             Store::Local(root) => {
                 let root = root.clone();
                 let path = path.to_owned();
-                tokio::task::spawn_blocking(move || write_local(&root.join(&path), &bytes))
+                tokio::task::spawn_blocking(move || write_local(&root, &root.join(&path), &bytes))
                     .await
                     .context("the file writer panicked")?
             }
@@ -175,9 +176,56 @@ fn object_key(prefix: &str, path: &str) -> ObjectPath {
     }
 }
 
-fn write_local(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+/// Directories whose entries are known to be on disk, up to the lake's root.
+static DURABLE_DIRS: std::sync::LazyLock<std::sync::Mutex<HashSet<PathBuf>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Creates `dir` (below `root`) if needed and makes its entry durable: a new directory is only
+/// on disk once its parent is fsynced. Without that, a power loss could take a new `dt=`
+/// directory, and an earlier span's part in it, while a later span survived elsewhere; the
+/// lake would then resume past rows it no longer has. Each level not yet recorded has its
+/// parent fsynced, up to the first recorded one, so a new `dt=` costs one fsync more, once.
+/// A writer that finds a directory made by another, not yet recorded, fsyncs it too: it must
+/// not rely on the other's fsync, which may not have happened yet.
+fn create_durably(root: &Path, dir: &Path) -> std::io::Result<()> {
+    let durable = || {
+        DURABLE_DIRS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    let below_root = |level: &&Path| *level != root && level.starts_with(root);
+    // Checked on disk every time: a directory deleted behind the sink's back is created anew.
+    if dir.is_dir() {
+        if durable().contains(dir) {
+            return Ok(());
+        }
+    } else {
+        for level in dir.ancestors().take_while(below_root) {
+            if !level.is_dir() {
+                durable().remove(level);
+            }
+        }
+        std::fs::create_dir_all(dir)?;
+    }
+    let fresh: Vec<&Path> = dir
+        .ancestors()
+        .take_while(below_root)
+        .take_while(|level| !durable().contains(*level))
+        .collect();
+    // From the top down, and recorded only after: a level is durable once every level above.
+    for level in fresh.iter().rev() {
+        if let Some(parent) = level.parent() {
+            std::fs::File::open(parent)?.sync_all()?;
+        }
+    }
+    let mut durable = durable();
+    durable.extend(fresh.into_iter().map(Path::to_path_buf));
+    Ok(())
+}
+
+fn write_local(root: &Path, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let dir = path.parent().context("a lake file has a directory")?;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    create_durably(root, dir).with_context(|| format!("creating {}", dir.display()))?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -262,3 +310,25 @@ impl OffsetStore for LakeOffsets {
 
 /// How long one listing or deletion may take before the assignment fails (and is retried).
 const LISTING: Duration = Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory recorded as durable and then deleted behind the sink's back is created
+    /// again, instead of failing every later write into it.
+    #[test]
+    fn a_deleted_directory_is_created_again() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let root = std::env::temp_dir().join(format!("lake-dirs-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&root).expect("the root");
+        let file = root.join("transactions/dt=2026-12-03/branch=1/a.parquet");
+        write_local(&root, &file, b"one").expect("the first write");
+        std::fs::remove_dir_all(root.join("transactions")).expect("deleted by an operator");
+        write_local(&root, &file, b"two").expect("the second write");
+        assert_eq!(std::fs::read(&file).expect("the file"), b"two");
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}
