@@ -23,6 +23,17 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// A new, empty directory under the system's temporary directory, unique to this process
+/// and call (`prefix` names what it is for).
+pub fn scratch_dir(prefix: &str) -> std::path::PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a scratch directory");
+    dir
+}
+
 /// Waits until `check` returns true, polling every 100 ms; panics naming `what` after `limit`.
 pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F)
 where

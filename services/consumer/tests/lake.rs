@@ -231,7 +231,7 @@ async fn sigkilled_until_complete(
 /// The lake as the sink sees it, to wait on its listing (the contents are checked by DuckDB).
 fn store_of(lake: &str, env: &[(&str, String)]) -> Store {
     let Some(rest) = lake.strip_prefix("s3://") else {
-        return Store::Local(PathBuf::from(lake));
+        return Store::open(lake).expect("a local lake");
     };
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     let get = |key: &str| {

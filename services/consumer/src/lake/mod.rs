@@ -527,10 +527,7 @@ mod tests {
     /// gone, what is left completes both.
     #[tokio::test]
     async fn a_failed_part_holds_back_every_later_span() {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let root = std::env::temp_dir().join(format!("lake-spans-{}-{nanos}", std::process::id()));
+        let root = bank_test_support::scratch_dir("lake-spans");
         let store = Store::open(root.to_str().expect("a UTF-8 temporary directory"))
             .expect("a local store");
         // A regular file where the second part's directory must go.

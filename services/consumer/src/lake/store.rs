@@ -12,7 +12,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -25,7 +25,11 @@ use crate::source::{OffsetStore, PartitionKey};
 
 #[derive(Clone)]
 pub enum Store {
-    Local(PathBuf),
+    Local {
+        root: PathBuf,
+        /// Directories whose entries are known to be on disk (see [`create_durably`]).
+        durable: Arc<Mutex<HashSet<PathBuf>>>,
+    },
     S3 {
         store: Arc<dyn ObjectStore>,
         prefix: String,
@@ -64,12 +68,15 @@ impl Store {
         let dir = PathBuf::from(location.strip_prefix("file://").unwrap_or(location));
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("creating the lake directory {}", dir.display()))?;
-        Ok(Store::Local(dir))
+        Ok(Store::Local {
+            root: dir,
+            durable: Arc::default(),
+        })
     }
 
     pub fn describe(&self) -> String {
         match self {
-            Store::Local(dir) => dir.display().to_string(),
+            Store::Local { root, .. } => root.display().to_string(),
             Store::S3 { url, .. } => url.clone(),
         }
     }
@@ -77,12 +84,14 @@ impl Store {
     /// Makes `bytes` visible at `path` (below the root), whole.
     pub async fn put(&self, path: &str, bytes: bytes::Bytes) -> anyhow::Result<()> {
         match self {
-            Store::Local(root) => {
-                let root = root.clone();
+            Store::Local { root, durable } => {
+                let (root, durable) = (root.clone(), durable.clone());
                 let path = path.to_owned();
-                tokio::task::spawn_blocking(move || write_local(&root, &root.join(&path), &bytes))
-                    .await
-                    .context("the file writer panicked")?
+                tokio::task::spawn_blocking(move || {
+                    write_local(&root, &durable, &root.join(&path), &bytes)
+                })
+                .await
+                .context("the file writer panicked")?
             }
             Store::S3 { store, prefix, url } => {
                 let key = object_key(prefix, path);
@@ -98,7 +107,7 @@ impl Store {
     /// Every data file of `table`: its path below the root, and its span.
     pub async fn files(&self, table: Table) -> anyhow::Result<Vec<(String, Span)>> {
         match self {
-            Store::Local(root) => {
+            Store::Local { root, .. } => {
                 let root = root.clone();
                 tokio::task::spawn_blocking(move || local_files(&root, table))
                     .await
@@ -148,7 +157,7 @@ impl Store {
     /// Removes `path` (below the root); a file already gone is not an error.
     pub async fn delete(&self, path: &str) -> anyhow::Result<()> {
         match self {
-            Store::Local(root) => {
+            Store::Local { root, .. } => {
                 let file = root.join(path);
                 match tokio::fs::remove_file(&file).await {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -176,10 +185,6 @@ fn object_key(prefix: &str, path: &str) -> ObjectPath {
     }
 }
 
-/// Directories whose entries are known to be on disk, up to the lake's root.
-static DURABLE_DIRS: std::sync::LazyLock<std::sync::Mutex<HashSet<PathBuf>>> =
-    std::sync::LazyLock::new(Default::default);
-
 /// Creates `dir` (below `root`) if needed and makes its entry durable: a new directory is only
 /// on disk once its parent is fsynced. Without that, a power loss could take a new `dt=`
 /// directory, and an earlier span's part in it, while a later span survived elsewhere; the
@@ -187,9 +192,9 @@ static DURABLE_DIRS: std::sync::LazyLock<std::sync::Mutex<HashSet<PathBuf>>> =
 /// parent fsynced, up to the first recorded one, so a new `dt=` costs one fsync more, once.
 /// A writer that finds a directory made by another, not yet recorded, fsyncs it too: it must
 /// not rely on the other's fsync, which may not have happened yet.
-fn create_durably(root: &Path, dir: &Path) -> std::io::Result<()> {
+fn create_durably(root: &Path, known: &Mutex<HashSet<PathBuf>>, dir: &Path) -> std::io::Result<()> {
     let durable = || {
-        DURABLE_DIRS
+        known
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     };
@@ -223,9 +228,14 @@ fn create_durably(root: &Path, dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-fn write_local(root: &Path, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+fn write_local(
+    root: &Path,
+    durable: &Mutex<HashSet<PathBuf>>,
+    path: &Path,
+    bytes: &[u8],
+) -> anyhow::Result<()> {
     let dir = path.parent().context("a lake file has a directory")?;
-    create_durably(root, dir).with_context(|| format!("creating {}", dir.display()))?;
+    create_durably(root, durable, dir).with_context(|| format!("creating {}", dir.display()))?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -319,15 +329,12 @@ mod tests {
     /// again, instead of failing every later write into it.
     #[test]
     fn a_deleted_directory_is_created_again() {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let root = std::env::temp_dir().join(format!("lake-dirs-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&root).expect("the root");
+        let root = bank_test_support::scratch_dir("lake-dirs");
+        let durable = Mutex::default();
         let file = root.join("transactions/dt=2026-12-03/branch=1/a.parquet");
-        write_local(&root, &file, b"one").expect("the first write");
+        write_local(&root, &durable, &file, b"one").expect("the first write");
         std::fs::remove_dir_all(root.join("transactions")).expect("deleted by an operator");
-        write_local(&root, &file, b"two").expect("the second write");
+        write_local(&root, &durable, &file, b"two").expect("the second write");
         assert_eq!(std::fs::read(&file).expect("the file"), b"two");
         let _ = std::fs::remove_dir_all(&root);
     }
