@@ -396,6 +396,18 @@ async fn the_s3_path_is_exactly_once_too() {
         "{found}"
     );
     assert_eq!(lake_sums(&found), expected_sums(&manifest));
+    // Spans are claimed with a conditional PUT: a second claim of the same offset is refused
+    // and the first is kept.
+    let store = store_of("s3://lake-bucket/bank", &env);
+    let claim = format!("_spans/transactions/{}.p0/{:020}", topics.transactions, 0);
+    let first = store.read(&claim).await.expect("read").expect("a claim");
+    let other = bytes::Bytes::from_static(b"last=1\nsomething/else.parquet\n");
+    let kept = store
+        .create_once(&claim, other)
+        .await
+        .expect("a conditional put");
+    assert_eq!(kept.as_ref(), Some(&first), "the claim that was there");
+    assert_eq!(store.read(&claim).await.expect("read"), Some(first));
     let _ = moto.0.kill();
 }
 
@@ -546,4 +558,160 @@ async fn max_open_files_cuts_a_span_before_one_more_file() {
         "{files} files: spans were not cut at 2 open files"
     );
     let _ = std::fs::remove_dir_all(lake);
+}
+
+/// A metric of the lake serving on `port`.
+async fn lake_metric(port: u16, name: &str) -> Option<f64> {
+    let body = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    metric_value(&body, name)
+}
+
+fn signal(child: &std::process::Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill {signal}");
+}
+
+/// A zombie: an instance paused (SIGSTOP) past its session timeout while it held a span of
+/// every partition, whose partitions a second instance took over, cut differently and wrote.
+/// Woken, the first finds each span's first offset claimed otherwise and writes none of it:
+/// every transaction is in the lake once, before and after both stop.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_instance_woken_after_a_takeover_writes_nothing_twice() {
+    let topics = fresh_topics("lake-zombie");
+    let first = generate(&topics, 20, 1_500, 26).await;
+    let lake = std::env::temp_dir().join(format!("lake-{}", topics.group));
+    let lake_url = lake.display().to_string();
+    // Its spans are cut by time only, 20 s after their first row: long enough to be held
+    // across the pause, short enough to come due once it is woken.
+    let (mut command, zombie_port) =
+        lake_command(&topics, &lake_url, &["--flush-interval-ms", "20000"]);
+    let mut zombie = Reaped(command.spawn().expect("start the first lake"));
+    wait_until(
+        "the first lake to take every transaction",
+        Duration::from_secs(60),
+        || async { committed(&topics) == 1_500 },
+    )
+    .await;
+    signal(&zombie, "-STOP");
+    assert_eq!(parquet_files(&lake), 0, "the first lake holds its spans");
+    // More rows after the pause: the second lake's spans run past where the first one's end.
+    let second = generate(&topics, 20, 1_500, 27).await;
+    let (mut command, _) = lake_command(&topics, &lake_url, &["--flush-interval-ms", "300"]);
+    let mut survivor = Reaped(command.spawn().expect("start the second lake"));
+    let store = store_of(&lake_url, &[]);
+    wait_until(
+        "the second lake to cover both topics",
+        Duration::from_secs(120),
+        || async { covers(&store, &topics).await },
+    )
+    .await;
+    signal(&zombie, "-CONT");
+    wait_until(
+        "the woken lake to find its spans claimed",
+        Duration::from_secs(90),
+        || async {
+            lake_metric(zombie_port, "bank_lake_spans_taken_total")
+                .await
+                .is_some_and(|taken| taken >= 1.0)
+        },
+    )
+    .await;
+    let mut expected = expected_sums(&first);
+    for (account, (count, sum)) in expected_sums(&second) {
+        let entry = expected.entry(account).or_default();
+        entry.0 += count;
+        entry.1 += sum;
+    }
+    exactly_once(&lake_url, 3_000, &expected);
+    terminate(&mut zombie);
+    terminate(&mut survivor);
+    exactly_once(&lake_url, 3_000, &expected);
+    let _ = std::fs::remove_dir_all(&lake);
+}
+
+/// The owner of a partition stopped in the middle of a span it had claimed (here: that span's
+/// later parts and everything after it removed, as if it had died there). The next run, whose
+/// limits would cut elsewhere, writes that span exactly as claimed, the same files, before
+/// going on: every transaction once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_claimed_span_left_unfinished_is_completed_as_claimed() {
+    let topics = fresh_topics("lake-claimed");
+    let manifest = generate(&topics, 20, 3_000, 28).await;
+    let lake = std::env::temp_dir().join(format!("lake-{}", topics.group));
+    let lake_url = lake.display().to_string();
+    let store = store_of(&lake_url, &[]);
+    let run = |flags: &'static [&'static str]| {
+        let (mut command, port) = lake_command(&topics, &lake_url, flags);
+        (Reaped(command.spawn().expect("start lake")), port)
+    };
+    let (mut first, _) = run(&[
+        "--flush-records",
+        "200",
+        "--max-open-files",
+        "1",
+        "--flush-interval-ms",
+        "300",
+    ]);
+    wait_until(
+        "the lake to cover both topics",
+        Duration::from_secs(120),
+        || async { covers(&store, &topics).await },
+    )
+    .await;
+    terminate(&mut first);
+
+    let mut spans: Vec<(String, consumer::lake::layout::Span)> = store
+        .files(Table::Transactions)
+        .await
+        .expect("the listing")
+        .into_iter()
+        .filter(|(_, s)| s.partition == 0)
+        .collect();
+    spans.sort_by_key(|(_, s)| (s.first, s.part));
+    let firsts: std::collections::BTreeSet<i64> = spans.iter().map(|(_, s)| s.first).collect();
+    assert!(firsts.len() >= 3, "small spans: {firsts:?}");
+    let cut = *firsts.iter().nth(firsts.len() / 2).expect("a middle span");
+    let claims = lake.join(format!("_spans/transactions/{}.p0", topics.transactions));
+    let claimed = std::fs::read_to_string(claims.join(format!("{cut:020}"))).expect("its claim");
+    for (path, span) in &spans {
+        if span.first > cut || (span.first == cut && span.part > 1) {
+            std::fs::remove_file(lake.join(path)).expect("a file removed");
+        }
+    }
+    for claim in std::fs::read_dir(&claims).expect("the claims") {
+        let claim = claim.expect("a claim").path();
+        let first: i64 = claim
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.parse().ok())
+            .expect("a claim's name is its first offset");
+        if first > cut {
+            std::fs::remove_file(claim).expect("a later claim removed");
+        }
+    }
+
+    let (mut second, _) = run(&["--flush-records", "100000", "--flush-interval-ms", "300"]);
+    wait_until(
+        "the lake to cover both topics again",
+        Duration::from_secs(120),
+        || async { covers(&store, &topics).await },
+    )
+    .await;
+    terminate(&mut second);
+    for path in claimed.lines().skip(1) {
+        assert!(lake.join(path).exists(), "{path} of the claimed span");
+    }
+    exactly_once(&lake_url, 3_000, &expected_sums(&manifest));
+    let _ = std::fs::remove_dir_all(&lake);
 }

@@ -116,13 +116,22 @@ impl Span {
 }
 
 /// What a partition's listing says: `next` is one past the last offset its complete spans
-/// cover, where the sink resumes; `orphans` are the files of a span whose other parts never
-/// became visible (the sink died while writing them). They lie past `next`, so their rows are
-/// read again, perhaps cut differently: they must go before the sink writes anything.
+/// cover; `unfinished` are the spans past it some of whose parts never became visible (their
+/// writer died between them). The first of those, if claimed, is written again as claimed;
+/// the files of any other must go before the sink writes anything, as their rows are read
+/// again and may be cut differently.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Resume {
     pub next: Option<i64>,
-    pub orphans: Vec<String>,
+    pub unfinished: Vec<Unfinished>,
+}
+
+/// The visible files of a span not every part of which is visible, in offset order.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Unfinished {
+    pub first: i64,
+    pub last: i64,
+    pub paths: Vec<String>,
 }
 
 /// The files of one span found in a listing.
@@ -154,12 +163,56 @@ pub fn resume<'a>(files: impl IntoIterator<Item = (&'a str, &'a Span)>) -> Resum
         .filter(|(_, found)| found.complete())
         .map(|((_, last), _)| last + 1)
         .max();
-    let orphans = spans
+    let unfinished = spans
         .iter()
         .filter(|((first, _), found)| !found.complete() && next.is_none_or(|next| *first >= next))
-        .flat_map(|(_, found)| found.paths.iter().map(|p| (*p).to_owned()))
+        .map(|((first, last), found)| Unfinished {
+            first: *first,
+            last: *last,
+            paths: found.paths.iter().map(|p| (*p).to_owned()).collect(),
+        })
         .collect();
-    Resume { next, orphans }
+    Resume { next, unfinished }
+}
+
+/// Where a span's claim is, below the lake's root: one small object per span, named by the
+/// span's first offset, outside the table directories (and with a leading `_`, which Hive
+/// readers skip), so globs over `transactions/` never meet it.
+pub fn claim_path(table: Table, topic: &str, partition: i32, first: i64) -> String {
+    format!("_spans/{}/{topic}.p{partition}/{first:020}", table.dir())
+}
+
+/// What a span claims before any of its files is written: where it ends and the files it is
+/// made of. A claim is created only if none exists at its first offset, so of two writers
+/// that start a span at the same offset (an instance paused past its session, and the one that
+/// took over its partitions) exactly one claims it. The other finds a different claim there
+/// and is fenced, or the same claim and writes the same files. Every span starts where the
+/// previous one ends, so two writers' spans always meet at some first offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub last: i64,
+    /// Below the lake's root, in part order.
+    pub paths: Vec<String>,
+}
+
+impl Claim {
+    pub fn encode(&self) -> String {
+        let mut text = format!("last={}\n", self.last);
+        for path in &self.paths {
+            text.push_str(path);
+            text.push('\n');
+        }
+        text
+    }
+
+    /// `None` for anything that is not a claim as [`Claim::encode`] writes it.
+    pub fn parse(text: &[u8]) -> Option<Claim> {
+        let text = std::str::from_utf8(text).ok()?;
+        let mut lines = text.lines();
+        let last = lines.next()?.strip_prefix("last=")?.parse().ok()?;
+        let paths: Vec<String> = lines.map(str::to_owned).collect();
+        (!paths.is_empty() && paths.iter().all(|p| !p.is_empty())).then_some(Claim { last, paths })
+    }
 }
 
 /// The path of a file below the lake's root.
@@ -237,17 +290,48 @@ mod tests {
             ("c1", span(200, 349, 1, 3)),
         ];
         let found = resume(files.iter().map(|(p, s)| (*p, s)));
+        let c = || Unfinished {
+            first: 200,
+            last: 349,
+            paths: vec!["c1".into()],
+        };
         assert_eq!(
             found,
             Resume {
                 next: Some(200),
-                orphans: vec!["c1".into()],
+                unfinished: vec![c()],
             }
         );
         let found = resume(files[3..].iter().map(|(p, s)| (*p, s)));
         assert_eq!(found.next, None, "nothing complete: read from the start");
-        assert_eq!(found.orphans, ["c1"]);
+        assert_eq!(found.unfinished, [c()]);
         assert_eq!(resume(std::iter::empty()), Resume::default());
+    }
+
+    #[test]
+    fn claims_round_trip_and_nothing_else_parses() {
+        let claim = Claim {
+            last: 1_999,
+            paths: vec![
+                "transactions/dt=2026-12-01/a.1of2.parquet".into(),
+                "transactions/dt=2026-12-02/a.2of2.parquet".into(),
+            ],
+        };
+        assert_eq!(Claim::parse(claim.encode().as_bytes()), Some(claim));
+        for other in [
+            &b""[..],
+            b"last=1\n",
+            b"last=x\na\n",
+            b"first=1\na\n",
+            b"last=1\n\n",
+            b"\xff",
+        ] {
+            assert_eq!(Claim::parse(other), None, "{other:?}");
+        }
+        assert_eq!(
+            claim_path(Table::Customers, "bank.customers", 2, 7),
+            "_spans/customers/bank.customers.p2/00000000000000000007"
+        );
     }
 
     #[test]

@@ -6,9 +6,15 @@
 //! Kafka partition's offsets, one file per Hive partition its rows fall in, and each name says
 //! which range and which part of the span it is ([`layout`]). Every file is made visible
 //! atomically, and the lake's own listing is where the sink resumes: one past the last offset of
-//! each partition's complete spans, once the parts of a span a crash left incomplete are deleted.
-//! So a crash at any instant leaves every offset either in exactly one visible file or not yet
-//! read. Kafka's committed offsets are written after the fact, for lag monitoring only.
+//! each partition's complete spans. So a crash at any instant leaves every offset either in
+//! exactly one visible file or not yet read. Kafka's committed offsets are written after the
+//! fact, for lag monitoring only.
+//!
+//! Before its first file, a span is claimed: a small object named by its first offset, created
+//! only if absent ([`layout::Claim`]). An instance paused past its session (a zombie) and the
+//! instance that took its partitions over start their spans at the same offset, so one of them
+//! finds the other's claim and writes nothing; a span whose writer died between its parts is
+//! resumed from its claim and written again exactly as claimed.
 //!
 //! A partition's span is cut when it has gathered `--flush-records` rows or `--flush-bytes`,
 //! when its oldest row has waited `--flush-interval-ms`, before a row would open one file more
@@ -21,7 +27,8 @@ pub mod layout;
 pub mod parquet;
 pub mod store;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -33,7 +40,7 @@ use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::pipeline::{Decoded, Sink, WriteError};
 use crate::source::{PartitionKey, Subscription};
-use layout::{Span, Table};
+use layout::{Claim, Span, Table};
 use parquet::{CustomerColumns, Rows, TransactionColumns};
 use store::{LakeOffsets, Store};
 
@@ -78,6 +85,7 @@ pub async fn run(args: LakeArgs) -> anyhow::Result<()> {
             interval: Duration::from_millis(args.flush_interval_ms),
         },
         partitions: HashMap::new(),
+        fenced: HashSet::new(),
         counters,
     };
     crate::role::consume(crate::role::Consumption {
@@ -113,6 +121,7 @@ struct LakeCounters {
     files: Counter,
     rows: Counter,
     bytes: Counter,
+    taken: Counter,
 }
 
 impl LakeCounters {
@@ -121,6 +130,7 @@ impl LakeCounters {
             files: Counter::default(),
             rows: Counter::default(),
             bytes: Counter::default(),
+            taken: Counter::default(),
         };
         let lake = registry.sub_registry_with_prefix("bank_lake");
         lake.register(
@@ -137,6 +147,11 @@ impl LakeCounters {
             "bytes_written",
             "Bytes of the files made visible",
             counters.bytes.clone(),
+        );
+        lake.register(
+            "spans_taken",
+            "Spans not written because another writer had claimed their first offset (a paused instance after a rebalance)",
+            counters.taken.clone(),
         );
         counters
     }
@@ -176,6 +191,15 @@ struct Sealed {
     rows: usize,
     /// The offsets its span covers: the parts of one span may appear in any order.
     span: (i64, i64),
+    /// Its span's claim, shared by the span's parts: created before the first of them is written.
+    claim: Arc<SpanClaim>,
+}
+
+/// A span's claim and where it goes.
+#[derive(Debug, PartialEq, Eq)]
+struct SpanClaim {
+    path: String,
+    claim: Claim,
 }
 
 /// One Kafka partition: `start` is the first offset neither a file nor `sealed` covers, `next`
@@ -188,6 +212,9 @@ struct Partition {
     next: i64,
     open: Option<Open>,
     sealed: Vec<Sealed>,
+    /// A span claimed at `start` by an earlier owner that did not finish writing it: the span
+    /// being gathered must end where it ends and be made of the same files.
+    claimed: Option<Claim>,
 }
 
 impl Partition {
@@ -220,6 +247,9 @@ pub struct LakeSink {
     by_branch: bool,
     limits: Limits,
     partitions: HashMap<PartitionKey, Partition>,
+    /// Partitions dropped because another writer claimed their span: the next batch is
+    /// refused as fenced, so that every partition is read again from the lake's position.
+    fenced: HashSet<PartitionKey>,
     counters: LakeCounters,
 }
 
@@ -272,14 +302,16 @@ impl Sink for LakeSink {
                 .or_default()
                 .push(RowRef::Customer(row, at));
         }
+        self.refuse_if_fenced()?;
         for (key, span) in &batch.events.offsets {
             let Some(table) = self.tables.get(&key.0).copied() else {
                 continue;
             };
             let mine = rows.remove(&(key.0.as_str(), key.1)).unwrap_or_default();
-            self.take(key, table, span, &mine)?;
+            self.take(key, table, span, &mine).await?;
         }
-        self.cut_due(false).await.map_err(WriteError::Transient)
+        self.cut_due(false).await.map_err(WriteError::Transient)?;
+        self.refuse_if_fenced()
     }
 
     fn idle_interval(&self) -> Option<Duration> {
@@ -297,6 +329,8 @@ impl Sink for LakeSink {
     }
 
     async fn flush(&mut self) -> anyhow::Result<()> {
+        // A claimed span not gathered to its end cannot be written: the next owner completes it.
+        self.partitions.retain(|_, p| p.claimed.is_none());
         let mut attempt = 0;
         while let Err(error) = self.cut_due(true).await {
             attempt += 1;
@@ -309,13 +343,71 @@ impl Sink for LakeSink {
         // Partitions may be moving to another instance: the next batch of each starts afresh
         // from what the lake holds.
         self.partitions.clear();
+        self.fenced.clear();
         Ok(())
     }
 }
 
 impl LakeSink {
+    /// After a span was found claimed by another writer: the whole batch is stale, as are the
+    /// partitions' positions, so the writer drops it and every partition is sought again to the
+    /// lake's position (see [`store::LakeOffsets`]).
+    fn refuse_if_fenced(&mut self) -> Result<(), WriteError> {
+        if self.fenced.is_empty() {
+            return Ok(());
+        }
+        let which: Vec<String> = self
+            .fenced
+            .drain()
+            .map(|(topic, partition)| format!("{topic}[{partition}]"))
+            .collect();
+        Err(WriteError::Fenced(format!(
+            "another writer claimed a span of {}",
+            which.join(", ")
+        )))
+    }
+
+    /// Starts gathering a partition at `start`, taking over the span claimed there if an
+    /// earlier owner did not finish it.
+    async fn open_partition(
+        &mut self,
+        key: &PartitionKey,
+        table: Table,
+        start: i64,
+    ) -> anyhow::Result<()> {
+        let at = layout::claim_path(table, &key.0, key.1, start);
+        let claimed = match self.store.read(&at).await? {
+            None => None,
+            Some(bytes) => Some(
+                Claim::parse(&bytes)
+                    .with_context(|| format!("{at} is not a claim of this lake"))?,
+            ),
+        };
+        let partition = Partition {
+            table,
+            start,
+            next: start,
+            open: None,
+            sealed: Vec::new(),
+            claimed,
+        };
+        self.partitions.insert(key.clone(), partition);
+        Ok(())
+    }
+
+    /// Where the open span must be cut before the row at `offset` (of Hive partition `dir`)
+    /// joins it, if it must: at the end of a claimed span, or before one file too many.
+    fn cut_before(&self, key: &PartitionKey, offset: i64, dir: &DirKey) -> Option<i64> {
+        let partition = self.partitions.get(key)?;
+        if let Some(claim) = &partition.claimed {
+            return (offset > claim.last).then_some(claim.last + 1);
+        }
+        let open = partition.open.as_ref()?;
+        (open.files.len() >= self.limits.files && !open.files.contains_key(dir)).then_some(offset)
+    }
+
     /// Gathers one partition's rows of a batch, cutting a file wherever the Hive partition changes.
-    fn take(
+    async fn take(
         &mut self,
         key: &PartitionKey,
         table: Table,
@@ -337,14 +429,7 @@ impl LakeSink {
             (Some(next), _) => next,
             (None, expected) => match expected.or(first_offset) {
                 Some(start) => {
-                    let partition = Partition {
-                        table,
-                        start,
-                        next: start,
-                        open: None,
-                        sealed: Vec::new(),
-                    };
-                    self.partitions.insert(key.clone(), partition);
+                    self.open_partition(key, table, start).await?;
                     start
                 }
                 None => return Ok(()),
@@ -353,21 +438,22 @@ impl LakeSink {
         // Rows before `entry` are already gathered or written (a batch retried after a failure).
         for row in rows.iter().filter(|r| r.offset() >= entry) {
             let dir = row.dir(self.by_branch);
-            let crowded = self
-                .partitions
-                .get(key)
-                .and_then(|p| p.open.as_ref())
-                .is_some_and(|o| o.files.len() >= self.limits.files && !o.files.contains_key(&dir));
-            if crowded {
-                self.seal(key, row.offset())?;
+            if let Some(end) = self.cut_before(key, row.offset(), &dir) {
+                self.seal(key, end)?;
             }
             let Some(partition) = self.partitions.get_mut(key) else {
                 break;
             };
             partition.gather(dir, row);
         }
-        if let Some(partition) = self.partitions.get_mut(key) {
-            partition.next = partition.next.max(span.next);
+        let Some(partition) = self.partitions.get_mut(key) else {
+            return Ok(());
+        };
+        partition.next = partition.next.max(span.next);
+        // The claimed span's last offset read (its last rows may have been poison).
+        let claimed_end = partition.claimed.as_ref().map(|c| c.last + 1);
+        if let Some(end) = claimed_end.filter(|end| partition.next >= *end) {
+            self.seal(key, end)?;
         }
         Ok(())
     }
@@ -379,33 +465,70 @@ impl LakeSink {
             return Ok(());
         };
         let Some(open) = partition.open.as_ref().filter(|o| o.rows() > 0) else {
+            if let Some(claim) = partition.claimed.take() {
+                // Its events are no longer what the claim was made of (deleted by retention):
+                // there is nothing left to complete it with.
+                tracing::error!(
+                    topic = key.0,
+                    partition = key.1,
+                    first = partition.start,
+                    last = claim.last,
+                    "a claimed span has no rows left to write; its missing parts stay missing"
+                );
+                partition.start = end;
+            }
             partition.open = None;
             return Ok(());
         };
         let parts = u32::try_from(open.files.len()).context("a span of over 2^32 files")?;
+        let span_of = |part| Span {
+            topic: key.0.clone(),
+            partition: key.1,
+            first: partition.start,
+            last: end - 1,
+            part,
+            parts,
+        };
+        let paths: Vec<String> = (1..)
+            .zip(open.files.keys())
+            .map(|(part, dir)| {
+                let dir = layout::partition_dir(dir.0, dir.1);
+                layout::file_path(partition.table, &dir, &span_of(part))
+            })
+            .collect();
+        let claim = Claim {
+            last: end - 1,
+            paths,
+        };
+        if let Some(claimed) = partition.claimed.as_ref().filter(|c| **c != claim) {
+            anyhow::bail!(
+                "{}[{}]: the span at offset {} was claimed as {claimed:?}, but its events now make {claim:?} (was --partition-by-branch changed?); \
+                 run with the settings that claimed it, or delete {} and its files",
+                key.0,
+                key.1,
+                partition.start,
+                layout::claim_path(partition.table, &key.0, key.1, partition.start),
+            );
+        }
+        let claim = Arc::new(SpanClaim {
+            path: layout::claim_path(partition.table, &key.0, key.1, partition.start),
+            claim,
+        });
         let mut sealed = Vec::with_capacity(open.files.len());
-        for (part, (dir, rows)) in (1..).zip(&open.files) {
-            let span = Span {
-                topic: key.0.clone(),
-                partition: key.1,
-                first: partition.start,
-                last: end - 1,
-                part,
-                parts,
-            };
-            let path =
-                layout::file_path(partition.table, &layout::partition_dir(dir.0, dir.1), &span);
+        for (path, rows) in claim.claim.paths.iter().zip(open.files.values()) {
             // Encoded before the rows are let go: a failure keeps them open.
             let bytes = rows.encode().with_context(|| format!("encoding {path}"))?;
             sealed.push(Sealed {
-                path,
+                path: path.clone(),
                 bytes: bytes.into(),
                 rows: rows.len(),
-                span: (span.first, span.last),
+                span: (partition.start, end - 1),
+                claim: claim.clone(),
             });
         }
         partition.sealed.extend(sealed);
         partition.open = None;
+        partition.claimed = None;
         partition.start = end;
         Ok(())
     }
@@ -435,10 +558,25 @@ impl LakeSink {
                 self.counters.bytes.inc_by(file.bytes.len() as u64);
                 tracing::debug!(path = file.path, rows = file.rows, "lake file written");
             }
-            if let Some(partition) = self.partitions.get_mut(&key) {
-                partition.sealed = left;
+            match failure {
+                Some(SpanError::Taken(why)) => {
+                    tracing::warn!(
+                        why,
+                        "another writer claimed this span; dropping the partition's rows to read them again"
+                    );
+                    self.counters.taken.inc();
+                    self.partitions.remove(&key);
+                    self.fenced.insert(key);
+                }
+                failure => {
+                    if let Some(partition) = self.partitions.get_mut(&key) {
+                        partition.sealed = left;
+                    }
+                    if let Some(SpanError::Failed(error)) = failure {
+                        first_failure.get_or_insert(error);
+                    }
+                }
             }
-            first_failure = first_failure.or(failure);
         }
         first_failure.map_or(Ok(()), Err)
     }
@@ -448,6 +586,8 @@ impl LakeSink {
         let due: Vec<(PartitionKey, i64)> = self
             .partitions
             .iter()
+            // A claimed span ends where its claim says, not where the limits would cut it.
+            .filter(|(_, p)| p.claimed.is_none())
             .filter_map(|(key, p)| {
                 let open = p.open.as_ref()?;
                 let full = open.rows() >= self.limits.records || open.bytes >= self.limits.bytes;
@@ -467,16 +607,54 @@ impl LakeSink {
 /// writing at once that is up to 16 blocking threads per partition, far below tokio's 512.
 const PARTS_AT_ONCE: usize = 16;
 
-/// Writes a partition's sealed `files` span by span, a span's parts at once. Returns the files
-/// written, those left to write (the failed ones and every later span) and the first failure.
+/// Why a partition's spans were not all written.
+#[derive(Debug)]
+enum SpanError {
+    /// Try again: the files not written are kept.
+    Failed(anyhow::Error),
+    /// Another writer claimed a span at the same offset differently: this writer's rows of the
+    /// partition are stale.
+    Taken(String),
+}
+
+/// Claims the span of `first` (its first part), unless the same claim is already there.
+async fn claim(store: &Store, first: &Sealed) -> Result<(), SpanError> {
+    let ours = &first.claim;
+    let theirs = store
+        .create_once(&ours.path, ours.claim.encode().into())
+        .await
+        .map_err(SpanError::Failed)?;
+    let Some(bytes) = theirs else {
+        return Ok(());
+    };
+    match Claim::parse(&bytes) {
+        Some(theirs) if theirs == ours.claim => Ok(()),
+        Some(theirs) => Err(SpanError::Taken(format!(
+            "{} claims offsets up to {}, this writer's span ends at {}",
+            ours.path, theirs.last, ours.claim.last
+        ))),
+        None => Err(SpanError::Taken(format!(
+            "{} is there and is not a claim",
+            ours.path
+        ))),
+    }
+}
+
+/// Writes a partition's sealed `files` span by span: the span claimed, then its parts at once.
+/// Returns the files written, those left to write (the failed ones and every later span) and
+/// the first failure.
 async fn write_spans(
     store: &Store,
     files: Vec<Sealed>,
-) -> (Vec<Sealed>, Vec<Sealed>, Option<anyhow::Error>) {
+) -> (Vec<Sealed>, Vec<Sealed>, Option<SpanError>) {
     use futures::StreamExt;
     let mut written = Vec::with_capacity(files.len());
     let mut files = files.into_iter().peekable();
     while let Some(first) = files.next() {
+        if let Err(error) = claim(store, &first).await {
+            let left = std::iter::once(first).chain(files).collect();
+            return (written, left, Some(error));
+        }
         let mut span = vec![first];
         while let Some(part) = files.next_if(|f| f.span == span[0].span) {
             span.push(part);
@@ -503,7 +681,7 @@ async fn write_spans(
         if failure.is_some() {
             // The span is incomplete: nothing later may be written before it is.
             left.extend(files);
-            return (written, left, failure);
+            return (written, left, failure.map(SpanError::Failed));
         }
     }
     (written, Vec::new(), None)
@@ -519,6 +697,13 @@ mod tests {
             bytes: bytes::Bytes::from_static(b"parquet"),
             rows: 1,
             span,
+            claim: Arc::new(SpanClaim {
+                path: format!("_spans/{}", span.0),
+                claim: Claim {
+                    last: span.1,
+                    paths: vec!["any".into()],
+                },
+            }),
         }
     }
 
@@ -554,6 +739,41 @@ mod tests {
         for path in ["a/1of3", "b/2of3", "c/3of3", "d/next"] {
             assert!(root.join(path).exists(), "{path} is missing");
         }
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    /// A span whose first offset another writer claimed differently is not written, nor is
+    /// anything after it; one claimed identically (a retry, or the same span written by two
+    /// writers) is.
+    #[tokio::test]
+    async fn a_span_claimed_by_another_writer_is_not_written() {
+        let root = bank_test_support::scratch_dir("lake-claims");
+        let store = Store::open(root.to_str().expect("a UTF-8 temporary directory"))
+            .expect("a local store");
+        let same = sealed("a/same", (0, 9));
+        store
+            .create_once(&same.claim.path, same.claim.claim.encode().into())
+            .await
+            .expect("the first claim");
+        let theirs = Claim {
+            last: 14,
+            paths: vec!["z/theirs".into()],
+        };
+        let next = sealed("b/mine", (10, 19));
+        let created = store
+            .create_once(&next.claim.path, theirs.encode().into())
+            .await
+            .expect("another writer's claim");
+        assert!(created.is_none());
+        let files = vec![same, next, sealed("c/later", (20, 29))];
+        let (written, left, failure) = write_spans(&store, files).await;
+        assert!(matches!(failure, Some(SpanError::Taken(_))), "{failure:?}");
+        let written: Vec<&str> = written.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(written, ["a/same"]);
+        assert_eq!(left.len(), 2);
+        assert!(!root.join("b/mine").exists() && !root.join("c/later").exists());
+        let kept = store.read("_spans/10").await.expect("the claim");
+        assert_eq!(kept.as_deref(), Some(theirs.encode().as_bytes()));
         let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -104,6 +104,65 @@ impl Store {
         }
     }
 
+    /// Makes `bytes` visible at `path` only if nothing is there yet: `None` when it did, or
+    /// what is there instead (another writer's). Locally a hard link, which fails on an
+    /// existing name; on S3 a PUT with `If-None-Match: *`.
+    pub async fn create_once(
+        &self,
+        path: &str,
+        bytes: bytes::Bytes,
+    ) -> anyhow::Result<Option<bytes::Bytes>> {
+        match self {
+            Store::Local { root, durable } => {
+                let (root, durable) = (root.clone(), durable.clone());
+                let path = path.to_owned();
+                tokio::task::spawn_blocking(move || {
+                    create_local_once(&root, &durable, &root.join(&path), &bytes)
+                })
+                .await
+                .context("the file writer panicked")?
+            }
+            Store::S3 { store, prefix, url } => {
+                let key = object_key(prefix, path);
+                let created = store
+                    .put_opts(&key, bytes.into(), object_store::PutMode::Create.into())
+                    .await;
+                match created {
+                    Ok(_) => Ok(None),
+                    Err(object_store::Error::AlreadyExists { .. }) => self
+                        .read(path)
+                        .await?
+                        .map(Some)
+                        .with_context(|| format!("{key} in {url} existed, then did not")),
+                    Err(e) => Err(e).with_context(|| format!("creating {key} in {url}")),
+                }
+            }
+        }
+    }
+
+    /// What is at `path` (below the root), if anything.
+    pub async fn read(&self, path: &str) -> anyhow::Result<Option<bytes::Bytes>> {
+        match self {
+            Store::Local { root, .. } => {
+                let file = root.join(path);
+                match tokio::fs::read(&file).await {
+                    Ok(bytes) => Ok(Some(bytes.into())),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(e).with_context(|| format!("reading {}", file.display())),
+                }
+            }
+            Store::S3 { store, prefix, url } => {
+                let key = object_key(prefix, path);
+                let read = async { store.get(&key).await?.bytes().await };
+                match read.await {
+                    Ok(bytes) => Ok(Some(bytes)),
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(e).with_context(|| format!("reading {key} from {url}")),
+                }
+            }
+        }
+    }
+
     /// Every data file of `table`: its path below the root, and its span.
     pub async fn files(&self, table: Table) -> anyhow::Result<Vec<(String, Span)>> {
         match self {
@@ -236,20 +295,59 @@ fn write_local(
 ) -> anyhow::Result<()> {
     let dir = path.parent().context("a lake file has a directory")?;
     create_durably(root, durable, dir).with_context(|| format!("creating {}", dir.display()))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // Hidden and not ending in .parquet: readers' globs and our own listing skip it.
-    let temporary = dir.join(format!(".{name}.tmp"));
+    let temporary = temporary_of(path);
     let write = || -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&temporary)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
+        write_synced(&temporary, bytes)?;
         std::fs::rename(&temporary, path)?;
         std::fs::File::open(dir)?.sync_all()
     };
     write().with_context(|| format!("writing {}", path.display()))
+}
+
+/// A hidden name beside `path`, not ending in .parquet (readers' globs and our own listing
+/// skip it), and this process's own: an instance paused past its session may be writing the
+/// same file as the one that took over, and a shared temporary file could be truncated under
+/// the other's rename.
+fn temporary_of(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = std::fs::File::create(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+fn create_local_once(
+    root: &Path,
+    durable: &Mutex<HashSet<PathBuf>>,
+    path: &Path,
+    bytes: &[u8],
+) -> anyhow::Result<Option<bytes::Bytes>> {
+    let dir = path.parent().context("a lake file has a directory")?;
+    create_durably(root, durable, dir).with_context(|| format!("creating {}", dir.display()))?;
+    let temporary = temporary_of(path);
+    let create = || -> std::io::Result<Option<bytes::Bytes>> {
+        write_synced(&temporary, bytes)?;
+        // Whole before it has its name: the link publishes a complete, fsynced file or fails.
+        let linked = std::fs::hard_link(&temporary, path);
+        std::fs::remove_file(&temporary)?;
+        match linked {
+            Ok(()) => {
+                std::fs::File::open(dir)?.sync_all()?;
+                Ok(None)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Ok(Some(std::fs::read(path)?.into()))
+            }
+            Err(e) => Err(e),
+        }
+    };
+    create().with_context(|| format!("creating {}", path.display()))
 }
 
 fn local_files(root: &Path, table: Table) -> anyhow::Result<Vec<(String, Span)>> {
@@ -266,6 +364,9 @@ fn local_files(root: &Path, table: Table) -> anyhow::Result<Vec<(String, Span)>>
             let kind = entry.file_type()?;
             if kind.is_dir() {
                 pending.push(entry.path());
+            } else if is_stale_temporary(&entry) {
+                // Left by a writer killed mid-write; one still writing renames it within seconds.
+                let _ = std::fs::remove_file(entry.path());
             } else if let Some(span) = entry.file_name().to_str().and_then(Span::parse) {
                 let path = entry.path();
                 let below = path.strip_prefix(root).unwrap_or(&path);
@@ -276,9 +377,23 @@ fn local_files(root: &Path, table: Table) -> anyhow::Result<Vec<(String, Span)>>
     Ok(files)
 }
 
+/// A temporary file (see [`temporary_of`]) untouched for an hour.
+fn is_stale_temporary(entry: &std::fs::DirEntry) -> bool {
+    let name = entry.file_name();
+    let name = name.to_string_lossy();
+    let age = entry
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|at| at.elapsed().ok());
+    name.starts_with('.') && name.ends_with(".tmp") && age.is_some_and(|age| age > STALE)
+}
+
+const STALE: Duration = Duration::from_secs(3600);
+
 /// The next offset of a partition is one past the last offset of its last complete span: the
-/// files are the only record of what the lake holds, so there is nothing to get out of step.
-/// The parts of a span left incomplete by a crash are deleted first (see [`layout::resume`]).
+/// files (and the claim of a span left incomplete) are the only record of what the lake holds,
+/// so there is nothing to get out of step (see [`layout::resume`] and [`LakeOffsets::settle`]).
 pub struct LakeOffsets {
     pub store: Store,
     pub tables: Vec<(String, Table)>,
@@ -299,22 +414,58 @@ impl OffsetStore for LakeOffsets {
                     if !partitions.contains(&key) {
                         continue;
                     }
-                    for orphan in &resume.orphans {
-                        tracing::info!(
-                            path = orphan,
-                            "deleting a part of a span the last run did not finish"
-                        );
-                        tokio::time::timeout(LISTING, self.store.delete(orphan))
-                            .await
-                            .context("timed out deleting from the lake")??;
-                    }
-                    if let Some(offset) = resume.next {
+                    if let Some(offset) = self.settle(*table, &key, resume).await? {
                         next.insert(key, offset);
                     }
                 }
             }
             Ok(next)
         })
+    }
+}
+
+impl LakeOffsets {
+    /// Where a partition resumes, once its unfinished spans are dealt with. The first one, if
+    /// claimed (see [`layout::Claim`]), is where the sink resumes: it writes that span again,
+    /// exactly as claimed, and its visible parts stay. Unclaimed parts (a crash before claims
+    /// were written, or a claim that does not match them) are deleted, as their rows may be
+    /// cut differently the second time.
+    async fn settle(
+        &self,
+        table: Table,
+        key: &PartitionKey,
+        resume: Resume,
+    ) -> anyhow::Result<Option<i64>> {
+        let mut next = resume.next;
+        for unfinished in resume.unfinished {
+            let at = layout::claim_path(table, &key.0, key.1, unfinished.first);
+            let claim = tokio::time::timeout(LISTING, self.store.read(&at))
+                .await
+                .context("timed out reading a claim")??
+                .and_then(|bytes| layout::Claim::parse(&bytes));
+            let first_unfinished = next.is_none_or(|next| next == unfinished.first);
+            let mine = claim.filter(|c| {
+                c.last == unfinished.last && unfinished.paths.iter().all(|p| c.paths.contains(p))
+            });
+            if first_unfinished && mine.is_some() {
+                tracing::info!(
+                    claim = at,
+                    "resuming at a claimed span the last owner did not finish"
+                );
+                next = Some(unfinished.first);
+                continue;
+            }
+            for orphan in &unfinished.paths {
+                tracing::info!(
+                    path = orphan,
+                    "deleting a part of a span the last run did not finish"
+                );
+                tokio::time::timeout(LISTING, self.store.delete(orphan))
+                    .await
+                    .context("timed out deleting from the lake")??;
+            }
+        }
+        Ok(next)
     }
 }
 
