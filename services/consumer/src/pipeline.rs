@@ -66,6 +66,9 @@ pub struct Decoded {
     pub records: usize,
     /// The source generation the records were read under; older than the current one: stale.
     pub generation: u64,
+    /// Partitions whose first record since their position was set is in this batch, with that
+    /// record's offset (see [`Record::from_seek`]). Rarely more than one or two, so a list.
+    pub sought: Vec<(PartitionKey, i64)>,
     /// The partition of the record covered last: records come in runs of one partition, and
     /// its key is then not built again for every one.
     last_covered: Option<PartitionKey>,
@@ -131,6 +134,10 @@ impl Decoded {
     /// Notes that `record` is part of this batch (valid or poison).
     fn cover(&mut self, record: &Record) {
         self.records += 1;
+        if record.from_seek {
+            let key = (record.topic.to_string(), record.partition);
+            self.sought.push((key, record.offset));
+        }
         let next = record.offset + 1;
         if let Some(key) = &self.last_covered
             && key.1 == record.partition
@@ -963,6 +970,7 @@ mod tests {
             headers: Vec::new(),
             timestamp_ms: None,
             expected,
+            from_seek: false,
             generation,
             budget: None,
         }

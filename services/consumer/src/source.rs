@@ -20,7 +20,7 @@
 //! (unassigned, seeking, consuming; after vector's kafka source), the generation, positions,
 //! records not yet handed over, and the hold that reads the customers topic first.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -57,6 +57,10 @@ pub struct Record {
     /// The stored offset this record continues from: the previous record's offset + 1, or the
     /// position the partition was sought to (`None`: from the beginning, nothing stored).
     pub expected: Option<i64>,
+    /// The first record of its partition since the partition's position was set (assigned or
+    /// sought again): its `expected` is where the offset store says the partition resumes. A
+    /// sink that keeps state per partition may start one only at such a record.
+    pub from_seek: bool,
     pub generation: u64,
     /// Its share of the in-flight byte budget, given back when the last copy is dropped (after
     /// the writer committed it or it was dead-lettered).
@@ -131,6 +135,9 @@ struct State {
     assignment: TopicPartitionList,
     /// Per assigned partition, what the next record continues from (see [`Record::expected`]).
     positions: HashMap<PartitionKey, Option<i64>>,
+    /// Partitions whose position was just set and no record accepted since: the next one of
+    /// each is marked [`Record::from_seek`].
+    sought: HashSet<PartitionKey>,
     pending: VecDeque<Record>,
     hold: Option<Hold>,
     /// Fetching paused because the pipeline is not taking records.
@@ -266,6 +273,7 @@ impl SourceContext {
                 );
                 state.seek_backoff.reset();
                 state.positions = positions(&partitions, &stored);
+                state.sought = partitions.iter().cloned().collect();
                 state.phase = Phase::Consuming;
                 // librdkafka keeps a partition's pause across assignments: one paused by an
                 // earlier assignment (offsets unreadable, a stalled pipeline) would stay stuck.
@@ -315,6 +323,7 @@ impl SourceContext {
                 }
                 state.seek_backoff.reset();
                 state.positions = positions(&partitions, &stored);
+                state.sought = partitions.iter().cloned().collect();
                 state.phase = Phase::Consuming;
                 state.stalled_pause = false;
                 let _ = consumer.resume(&state.assignment);
@@ -445,6 +454,7 @@ impl SourceContext {
         state.phase = Phase::Unassigned;
         state.assignment = TopicPartitionList::new();
         state.positions.clear();
+        state.sought.clear();
         state.stalled_pause = false;
         self.health.set_assigned(0);
         tracing::info!("partitions revoked");
@@ -467,6 +477,7 @@ impl SourceContext {
             return;
         }
         *position = Some(offset + 1);
+        let from_seek = !state.sought.is_empty() && state.sought.remove(&key);
         let record = Record {
             topic: state.topic_name(&key.0),
             partition: key.1,
@@ -476,6 +487,7 @@ impl SourceContext {
             headers: headers_of(message),
             timestamp_ms: message.timestamp().to_millis(),
             expected,
+            from_seek,
             generation: state.generation,
             budget: None,
         };
@@ -642,6 +654,7 @@ pub fn start(
             generation: 0,
             assignment: TopicPartitionList::new(),
             positions: HashMap::new(),
+            sought: HashSet::new(),
             pending: VecDeque::new(),
             hold: None,
             stalled_pause: false,

@@ -187,7 +187,9 @@ pub fn claim_path(table: Table, topic: &str, partition: i32, first: i64) -> Stri
 /// that start a span at the same offset (an instance paused past its session, and the one that
 /// took over its partitions) exactly one claims it. The other finds a different claim there
 /// and is fenced, or the same claim and writes the same files. Every span starts where the
-/// previous one ends, so two writers' spans always meet at some first offset.
+/// previous one ends, and a writer starts a partition at the lake's position (or, where the
+/// lake has none, at the partition's first record, poison or not), so two writers' spans
+/// always meet at some first offset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
     pub last: i64,

@@ -27,7 +27,7 @@ pub mod layout;
 pub mod parquet;
 pub mod store;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -85,7 +85,8 @@ pub async fn run(args: LakeArgs) -> anyhow::Result<()> {
             interval: Duration::from_millis(args.flush_interval_ms),
         },
         partitions: HashMap::new(),
-        fenced: HashSet::new(),
+        generation: 0,
+        fenced_at: None,
         counters,
     };
     crate::role::consume(crate::role::Consumption {
@@ -218,6 +219,62 @@ struct Partition {
 }
 
 impl Partition {
+    /// The claim of the open span if it ends before `end`: its files in part order. A span
+    /// claimed earlier must come out the same.
+    fn claim_until(&self, key: &PartitionKey, end: i64) -> anyhow::Result<SpanClaim> {
+        let files = self.open.as_ref().map_or(0, |o| o.files.len());
+        let parts = u32::try_from(files).context("a span of over 2^32 files")?;
+        let span_of = |part| Span {
+            topic: key.0.clone(),
+            partition: key.1,
+            first: self.start,
+            last: end - 1,
+            part,
+            parts,
+        };
+        let dirs = self.open.iter().flat_map(|o| o.files.keys());
+        let paths: Vec<String> = (1..)
+            .zip(dirs)
+            .map(|(part, dir)| {
+                let dir = layout::partition_dir(dir.0, dir.1);
+                layout::file_path(self.table, &dir, &span_of(part))
+            })
+            .collect();
+        let claim = Claim {
+            last: end - 1,
+            paths,
+        };
+        let path = layout::claim_path(self.table, &key.0, key.1, self.start);
+        if let Some(claimed) = self.claimed.as_ref().filter(|c| **c != claim) {
+            anyhow::bail!(
+                "{}[{}]: the span at offset {} was claimed as {claimed:?}, but its events now make {claim:?} \
+                 (was --partition-by-branch changed, or some of its events deleted by retention?); \
+                 run with the settings that claimed it, or delete {path} and its files",
+                key.0,
+                key.1,
+                self.start,
+            );
+        }
+        Ok(SpanClaim { path, claim })
+    }
+
+    /// Closes an open span without rows (every event of it was poison, or none is left).
+    fn close_empty(&mut self, key: &PartitionKey, end: i64) {
+        if let Some(claim) = self.claimed.take() {
+            // None of the events the claim was made of is left (deleted by retention): there
+            // is nothing to complete it with.
+            tracing::error!(
+                topic = key.0,
+                partition = key.1,
+                first = self.start,
+                last = claim.last,
+                "a claimed span has no rows left to write; its missing parts stay missing"
+            );
+            self.start = end;
+        }
+        self.open = None;
+    }
+
     fn gather(&mut self, dir: DirKey, row: &RowRef<'_>) {
         let table = self.table;
         let open = self.open.get_or_insert_with(|| Open {
@@ -247,9 +304,12 @@ pub struct LakeSink {
     by_branch: bool,
     limits: Limits,
     partitions: HashMap<PartitionKey, Partition>,
-    /// Partitions dropped because another writer claimed their span: the next batch is
-    /// refused as fenced, so that every partition is read again from the lake's position.
-    fenced: HashSet<PartitionKey>,
+    /// The generation of the last batch taken.
+    generation: u64,
+    /// Set when a partition's state was dropped (its span claimed by another writer, a gap):
+    /// every batch up to this generation is refused as fenced, since batches of the same
+    /// generation keep coming until the partitions are sought again to the lake's position.
+    fenced_at: Option<u64>,
     counters: LakeCounters,
 }
 
@@ -302,16 +362,22 @@ impl Sink for LakeSink {
                 .or_default()
                 .push(RowRef::Customer(row, at));
         }
-        self.refuse_if_fenced()?;
+        self.generation = batch.generation;
+        self.refuse_while_fenced()?;
         for (key, span) in &batch.events.offsets {
             let Some(table) = self.tables.get(&key.0).copied() else {
                 continue;
             };
             let mine = rows.remove(&(key.0.as_str(), key.1)).unwrap_or_default();
-            self.take(key, table, span, &mine).await?;
+            let sought = batch
+                .sought
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, at)| *at);
+            self.take(key, table, span, sought, &mine).await?;
         }
         self.cut_due(false).await.map_err(WriteError::Transient)?;
-        self.refuse_if_fenced()
+        self.refuse_while_fenced()
     }
 
     fn idle_interval(&self) -> Option<Duration> {
@@ -343,28 +409,34 @@ impl Sink for LakeSink {
         // Partitions may be moving to another instance: the next batch of each starts afresh
         // from what the lake holds.
         self.partitions.clear();
-        self.fenced.clear();
+        self.fenced_at = None;
         Ok(())
     }
 }
 
 impl LakeSink {
-    /// After a span was found claimed by another writer: the whole batch is stale, as are the
-    /// partitions' positions, so the writer drops it and every partition is sought again to the
-    /// lake's position (see [`store::LakeOffsets`]).
-    fn refuse_if_fenced(&mut self) -> Result<(), WriteError> {
-        if self.fenced.is_empty() {
-            return Ok(());
+    /// Drops what is held of `key` and refuses every batch until the partitions are sought
+    /// again: the writer drops the batch and asks for that, and each partition then resumes at
+    /// the lake's position (see [`store::LakeOffsets`]).
+    fn fence(&mut self, key: &PartitionKey, why: String) -> WriteError {
+        self.partitions.remove(key);
+        self.fenced_at = Some(self.generation);
+        WriteError::Fenced(why)
+    }
+
+    /// Refuses a batch of a generation read before the last fence; a later one lifts it.
+    fn refuse_while_fenced(&mut self) -> Result<(), WriteError> {
+        match self.fenced_at {
+            Some(at) if self.generation <= at => Err(WriteError::Fenced(
+                "a partition's state was dropped; waiting for the partitions to be sought again"
+                    .into(),
+            )),
+            Some(_) => {
+                self.fenced_at = None;
+                Ok(())
+            }
+            None => Ok(()),
         }
-        let which: Vec<String> = self
-            .fenced
-            .drain()
-            .map(|(topic, partition)| format!("{topic}[{partition}]"))
-            .collect();
-        Err(WriteError::Fenced(format!(
-            "another writer claimed a span of {}",
-            which.join(", ")
-        )))
     }
 
     /// Starts gathering a partition at `start`, taking over the span claimed there if an
@@ -406,34 +478,41 @@ impl LakeSink {
         (open.files.len() >= self.limits.files && !open.files.contains_key(dir)).then_some(offset)
     }
 
-    /// Gathers one partition's rows of a batch, cutting a file wherever the Hive partition changes.
+    /// Gathers one partition's rows of a batch, cutting a file wherever the Hive partition
+    /// changes. `sought` is the offset of the partition's first record since it was sought, if
+    /// that record is in this batch: only there may a partition not held be started, at the
+    /// lake's position (or, with none, that first record, poison or not), so that every writer
+    /// of the partition starts its spans at the same offsets.
     async fn take(
         &mut self,
         key: &PartitionKey,
         table: Table,
         span: &bank_storage::ledger::OffsetSpan,
+        sought: Option<i64>,
         rows: &[RowRef<'_>],
     ) -> Result<(), WriteError> {
-        let first_offset = rows.first().map(RowRef::offset);
         let held = self.partitions.get(key).map(|p| p.next);
-        let entry = match (held, span.expected) {
-            (Some(next), Some(expected)) if expected > next => {
-                // A gap: what we hold no longer continues this partition. Re-read it from the
-                // lake's position.
-                self.partitions.remove(key);
-                return Err(WriteError::Fenced(format!(
+        let entry = match (held, span.expected, sought) {
+            (Some(next), Some(expected), _) if expected > next => {
+                // A gap: what we hold no longer continues this partition.
+                let why = format!(
                     "{}[{}] continues at {expected}, not at {next}",
                     key.0, key.1
-                )));
+                );
+                return Err(self.fence(key, why));
             }
-            (Some(next), _) => next,
-            (None, expected) => match expected.or(first_offset) {
-                Some(start) => {
-                    self.open_partition(key, table, start).await?;
-                    start
-                }
-                None => return Ok(()),
-            },
+            (Some(next), _, _) => next,
+            (None, expected, Some(first)) => {
+                let start = expected.unwrap_or(first);
+                self.open_partition(key, table, start).await?;
+                start
+            }
+            (None, _, None) => {
+                // Its state was dropped since it was sought (a batch given up during a
+                // rebalance, a fence): starting here would skip what that state held.
+                let why = format!("{}[{}] is not held and was not just sought", key.0, key.1);
+                return Err(self.fence(key, why));
+            }
         };
         // Rows before `entry` are already gathered or written (a batch retried after a failure).
         for row in rows.iter().filter(|r| r.offset() >= entry) {
@@ -465,55 +544,10 @@ impl LakeSink {
             return Ok(());
         };
         let Some(open) = partition.open.as_ref().filter(|o| o.rows() > 0) else {
-            if let Some(claim) = partition.claimed.take() {
-                // Its events are no longer what the claim was made of (deleted by retention):
-                // there is nothing left to complete it with.
-                tracing::error!(
-                    topic = key.0,
-                    partition = key.1,
-                    first = partition.start,
-                    last = claim.last,
-                    "a claimed span has no rows left to write; its missing parts stay missing"
-                );
-                partition.start = end;
-            }
-            partition.open = None;
+            partition.close_empty(key, end);
             return Ok(());
         };
-        let parts = u32::try_from(open.files.len()).context("a span of over 2^32 files")?;
-        let span_of = |part| Span {
-            topic: key.0.clone(),
-            partition: key.1,
-            first: partition.start,
-            last: end - 1,
-            part,
-            parts,
-        };
-        let paths: Vec<String> = (1..)
-            .zip(open.files.keys())
-            .map(|(part, dir)| {
-                let dir = layout::partition_dir(dir.0, dir.1);
-                layout::file_path(partition.table, &dir, &span_of(part))
-            })
-            .collect();
-        let claim = Claim {
-            last: end - 1,
-            paths,
-        };
-        if let Some(claimed) = partition.claimed.as_ref().filter(|c| **c != claim) {
-            anyhow::bail!(
-                "{}[{}]: the span at offset {} was claimed as {claimed:?}, but its events now make {claim:?} (was --partition-by-branch changed?); \
-                 run with the settings that claimed it, or delete {} and its files",
-                key.0,
-                key.1,
-                partition.start,
-                layout::claim_path(partition.table, &key.0, key.1, partition.start),
-            );
-        }
-        let claim = Arc::new(SpanClaim {
-            path: layout::claim_path(partition.table, &key.0, key.1, partition.start),
-            claim,
-        });
+        let claim = Arc::new(partition.claim_until(key, end)?);
         let mut sealed = Vec::with_capacity(open.files.len());
         for (path, rows) in claim.claim.paths.iter().zip(open.files.values()) {
             // Encoded before the rows are let go: a failure keeps them open.
@@ -565,8 +599,7 @@ impl LakeSink {
                         "another writer claimed this span; dropping the partition's rows to read them again"
                     );
                     self.counters.taken.inc();
-                    self.partitions.remove(&key);
-                    self.fenced.insert(key);
+                    let _ = self.fence(&key, why);
                 }
                 failure => {
                     if let Some(partition) = self.partitions.get_mut(&key) {
@@ -739,6 +772,65 @@ mod tests {
         for path in ["a/1of3", "b/2of3", "c/3of3", "d/next"] {
             assert!(root.join(path).exists(), "{path} is missing");
         }
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    fn sink(root: &std::path::Path) -> LakeSink {
+        let store = Store::open(root.to_str().expect("a UTF-8 temporary directory"))
+            .expect("a local store");
+        LakeSink {
+            store,
+            tables: HashMap::new(),
+            by_branch: false,
+            limits: Limits {
+                records: 100,
+                bytes: 1 << 20,
+                files: 4,
+                interval: Duration::from_secs(60),
+            },
+            partitions: HashMap::new(),
+            generation: 1,
+            fenced_at: None,
+            counters: LakeCounters::register(&mut prometheus_client::registry::Registry::default()),
+        }
+    }
+
+    /// A partition not held is started only at its first record since it was sought, and
+    /// there at the lake's position or, with none, at that record even if it was poison. Met
+    /// anywhere else (its state dropped within the generation), it fences every batch of the
+    /// generation, and a later generation lifts that.
+    #[tokio::test]
+    async fn a_partition_is_started_only_where_it_was_sought() {
+        let root = bank_test_support::scratch_dir("lake-sought");
+        let mut sink = sink(&root);
+        let key: PartitionKey = ("t".into(), 0);
+        let span = |expected, next| bank_storage::ledger::OffsetSpan { expected, next };
+        let taken = sink
+            .take(&key, Table::Transactions, &span(Some(5), 8), None, &[])
+            .await;
+        assert!(matches!(taken, Err(WriteError::Fenced(_))), "{taken:?}");
+        assert!(sink.refuse_while_fenced().is_err(), "the same generation");
+        sink.generation = 2;
+        assert!(sink.refuse_while_fenced().is_ok(), "a later generation");
+        assert!(sink.refuse_while_fenced().is_ok(), "lifted");
+
+        // Offsets 3 and 4 were poison: the span still starts at 3, where any writer starts.
+        sink.take(&key, Table::Transactions, &span(None, 5), Some(3), &[])
+            .await
+            .expect("started");
+        assert_eq!(sink.partitions[&key].start, 3);
+        assert_eq!(sink.partitions[&key].next, 5);
+        let other: PartitionKey = ("t".into(), 1);
+        sink.take(
+            &other,
+            Table::Transactions,
+            &span(Some(40), 42),
+            Some(40),
+            &[],
+        )
+        .await
+        .expect("started at the lake's position");
+        assert_eq!(sink.partitions[&other].start, 40);
         let _ = std::fs::remove_dir_all(&root);
     }
 

@@ -305,15 +305,15 @@ fn write_local(
 }
 
 /// A hidden name beside `path`, not ending in .parquet (readers' globs and our own listing
-/// skip it), and this process's own: an instance paused past its session may be writing the
+/// skip it), and this write's own: an instance paused past its session may be writing the
 /// same file as the one that took over, and a shared temporary file could be truncated under
-/// the other's rename.
+/// the other's rename (a process id is no help: in containers every writer may be pid 1).
 fn temporary_of(path: &Path) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+    path.with_file_name(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()))
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -342,6 +342,8 @@ fn create_local_once(
                 Ok(None)
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                // Another writer's, perhaps not yet durable: this one relies on it from now on.
+                std::fs::File::open(dir)?.sync_all()?;
                 Ok(Some(std::fs::read(path)?.into()))
             }
             Err(e) => Err(e),
@@ -365,7 +367,8 @@ fn local_files(root: &Path, table: Table) -> anyhow::Result<Vec<(String, Span)>>
             if kind.is_dir() {
                 pending.push(entry.path());
             } else if is_stale_temporary(&entry) {
-                // Left by a writer killed mid-write; one still writing renames it within seconds.
+                // Left by a writer killed mid-write. A writer paused that long finds it gone, fails
+                // its rename and writes the file again.
                 let _ = std::fs::remove_file(entry.path());
             } else if let Some(span) = entry.file_name().to_str().and_then(Span::parse) {
                 let path = entry.path();
@@ -425,11 +428,11 @@ impl OffsetStore for LakeOffsets {
 }
 
 impl LakeOffsets {
-    /// Where a partition resumes, once its unfinished spans are dealt with. The first one, if
-    /// claimed (see [`layout::Claim`]), is where the sink resumes: it writes that span again,
-    /// exactly as claimed, and its visible parts stay. Unclaimed parts (a crash before claims
-    /// were written, or a claim that does not match them) are deleted, as their rows may be
-    /// cut differently the second time.
+    /// Where a partition resumes, once its unfinished spans are dealt with. Parts of a claimed
+    /// span (see [`layout::Claim`]) stay: their writer may still be at work, and if the span
+    /// starts where the complete ones end, the sink resumes there and writes it again exactly
+    /// as claimed. Parts no claim accounts for (left by a build before claims) are deleted, as
+    /// their rows may be cut differently the second time.
     async fn settle(
         &self,
         table: Table,
@@ -443,22 +446,20 @@ impl LakeOffsets {
                 .await
                 .context("timed out reading a claim")??
                 .and_then(|bytes| layout::Claim::parse(&bytes));
-            let first_unfinished = next.is_none_or(|next| next == unfinished.first);
-            let mine = claim.filter(|c| {
+            let claimed = claim.is_some_and(|c| {
                 c.last == unfinished.last && unfinished.paths.iter().all(|p| c.paths.contains(p))
             });
-            if first_unfinished && mine.is_some() {
-                tracing::info!(
-                    claim = at,
-                    "resuming at a claimed span the last owner did not finish"
-                );
-                next = Some(unfinished.first);
+            if claimed {
+                if next.is_none_or(|next| next == unfinished.first) {
+                    tracing::info!(claim = at, "resuming at a claimed span not yet complete");
+                    next = Some(unfinished.first);
+                }
                 continue;
             }
             for orphan in &unfinished.paths {
                 tracing::info!(
                     path = orphan,
-                    "deleting a part of a span the last run did not finish"
+                    "deleting a part of an unclaimed, incomplete span"
                 );
                 tokio::time::timeout(LISTING, self.store.delete(orphan))
                     .await
