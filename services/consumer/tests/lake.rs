@@ -715,3 +715,60 @@ async fn a_claimed_span_left_unfinished_is_completed_as_claimed() {
     exactly_once(&lake_url, 3_000, &expected_sums(&manifest));
     let _ = std::fs::remove_dir_all(&lake);
 }
+
+/// Poison at the end of a partition, after its last span: a clean stop claims those offsets
+/// without files, so the next run neither reads nor dead-letters them again.
+#[tokio::test(flavor = "multi_thread")]
+async fn poison_at_the_end_is_dead_lettered_once_across_restarts() {
+    let topics = fresh_topics("lake-poison");
+    let producer = RawProducer::new(&topics).await;
+    producer.customer(&customer("ACC-1")).await;
+    for cents in 1..=10 {
+        producer.transaction(&transaction("ACC-1", cents)).await;
+    }
+    let lake = std::env::temp_dir().join(format!("lake-{}", topics.group));
+    let lake_url = lake.display().to_string();
+    let run = || {
+        let (mut command, _) = lake_command(&topics, &lake_url, &["--flush-interval-ms", "300"]);
+        Reaped(command.spawn().expect("start lake"))
+    };
+    let mut first = run();
+    wait_until(
+        "the valid rows written",
+        Duration::from_secs(60),
+        || async { parquet_files(&lake.join("transactions")) >= 1 },
+    )
+    .await;
+    for _ in 0..3 {
+        producer
+            .raw(&topics.transactions, "ACC-1", b"not a framed event")
+            .await;
+    }
+    let dead = format!("{}.dlq", topics.transactions);
+    wait_until(
+        "the poison read and dead-lettered",
+        Duration::from_secs(60),
+        || async { committed(&topics) == 13 && committed_end(&dead) == 3 },
+    )
+    .await;
+    terminate(&mut first);
+
+    // One more valid event: once the next run has taken it, it has read whatever it re-reads.
+    producer.transaction(&transaction("ACC-1", 11)).await;
+    let mut second = run();
+    wait_until(
+        "the next run past the new event",
+        Duration::from_secs(60),
+        || async { committed(&topics) == 14 },
+    )
+    .await;
+    terminate(&mut second);
+    assert_eq!(committed_end(&dead), 3, "the poison dead-lettered once");
+    let found = check(&lake_url, &[]);
+    assert_eq!(
+        (found["rows"].as_u64(), found["distinct"].as_u64()),
+        (Some(11), Some(11)),
+        "{found}"
+    );
+    let _ = std::fs::remove_dir_all(&lake);
+}

@@ -190,6 +190,10 @@ pub fn claim_path(table: Table, topic: &str, partition: i32, first: i64) -> Stri
 /// previous one ends, and a writer starts a partition at the lake's position (or, where the
 /// lake has none, at the partition's first record, poison or not), so two writers' spans
 /// always meet at some first offset.
+///
+/// A claim without files covers offsets that were all poison (dead-lettered), at the end of a
+/// partition when its writer stopped or handed it over, so they are not read (and
+/// dead-lettered) again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
     pub last: i64,
@@ -213,7 +217,10 @@ impl Claim {
         let mut lines = text.lines();
         let last = lines.next()?.strip_prefix("last=")?.parse().ok()?;
         let paths: Vec<String> = lines.map(str::to_owned).collect();
-        (!paths.is_empty() && paths.iter().all(|p| !p.is_empty())).then_some(Claim { last, paths })
+        paths
+            .iter()
+            .all(|p| !p.is_empty())
+            .then_some(Claim { last, paths })
     }
 }
 
@@ -320,9 +327,13 @@ mod tests {
             ],
         };
         assert_eq!(Claim::parse(claim.encode().as_bytes()), Some(claim));
+        let poison = Claim {
+            last: 7,
+            paths: Vec::new(),
+        };
+        assert_eq!(Claim::parse(poison.encode().as_bytes()), Some(poison));
         for other in [
             &b""[..],
-            b"last=1\n",
             b"last=x\na\n",
             b"first=1\na\n",
             b"last=1\n\n",

@@ -260,19 +260,22 @@ impl Partition {
 
     /// Closes an open span without rows (every event of it was poison, or none is left).
     fn close_empty(&mut self, key: &PartitionKey, end: i64) {
-        if let Some(claim) = self.claimed.take() {
+        self.open = None;
+        let Some(claim) = self.claimed.take() else {
+            return;
+        };
+        let first = std::mem::replace(&mut self.start, end);
+        if !claim.paths.is_empty() {
             // None of the events the claim was made of is left (deleted by retention): there
-            // is nothing to complete it with.
+            // is nothing to complete it with. (A claim without files was poison only.)
             tracing::error!(
                 topic = key.0,
                 partition = key.1,
-                first = self.start,
+                first,
                 last = claim.last,
                 "a claimed span has no rows left to write; its missing parts stay missing"
             );
-            self.start = end;
         }
-        self.open = None;
     }
 
     fn gather(&mut self, dir: DirKey, row: &RowRef<'_>) {
@@ -406,6 +409,7 @@ impl Sink for LakeSink {
             tracing::warn!(error = %format!("{error:#}"), attempt, "writing the lake's open files failed; retrying");
             tokio::time::sleep(Duration::from_secs(attempt)).await;
         }
+        self.claim_poison_tails().await;
         // Partitions may be moving to another instance: the next batch of each starts afresh
         // from what the lake holds.
         self.partitions.clear();
@@ -415,6 +419,37 @@ impl Sink for LakeSink {
 }
 
 impl LakeSink {
+    /// Claims, without files, what each partition read past its last span when all of it was
+    /// poison: the next owner would otherwise read those records again and dead-letter them a
+    /// second time. Best effort: a failure here only means the dead letters may repeat.
+    async fn claim_poison_tails(&mut self) {
+        for (key, partition) in &self.partitions {
+            let tail = partition.next > partition.start
+                && partition.open.is_none()
+                && partition.sealed.is_empty()
+                && partition.claimed.is_none();
+            if !tail {
+                continue;
+            }
+            let claim = Claim {
+                last: partition.next - 1,
+                paths: Vec::new(),
+            };
+            let path = layout::claim_path(partition.table, &key.0, key.1, partition.start);
+            match self.store.create_once(&path, claim.encode().into()).await {
+                Ok(None) => {}
+                Ok(Some(theirs)) if Claim::parse(&theirs).as_ref() == Some(&claim) => {}
+                Ok(Some(_)) => {
+                    self.counters.taken.inc();
+                    tracing::warn!(claim = path, "another writer claimed these offsets first");
+                }
+                Err(error) => {
+                    tracing::warn!(claim = path, error = %format!("{error:#}"), "claiming a poison-only tail failed; its dead letters may repeat");
+                }
+            }
+        }
+    }
+
     /// Drops what is held of `key` and refuses every batch until the partitions are sought
     /// again: the writer drops the batch and asks for that, and each partition then resumes at
     /// the lake's position (see [`store::LakeOffsets`]).

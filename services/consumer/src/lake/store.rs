@@ -466,6 +466,20 @@ impl LakeOffsets {
                     .context("timed out deleting from the lake")??;
             }
         }
+        // Past them, what a writer left claimed without files: records that were all poison.
+        while let Some(at) = next {
+            let path = layout::claim_path(table, &key.0, key.1, at);
+            let claim = tokio::time::timeout(LISTING, self.store.read(&path))
+                .await
+                .context("timed out reading a claim")??
+                .and_then(|bytes| layout::Claim::parse(&bytes));
+            match claim {
+                Some(poison) if poison.paths.is_empty() && poison.last >= at => {
+                    next = Some(poison.last + 1);
+                }
+                _ => break,
+            }
+        }
         Ok(next)
     }
 }
