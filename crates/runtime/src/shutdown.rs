@@ -45,6 +45,8 @@ pub struct Stop {
 #[derive(Debug, Default)]
 struct StopInner {
     requested: std::sync::atomic::AtomicBool,
+    /// Whether [`Stop::on_signal`] has run: a second call would only add a second waiter.
+    on_signal: std::sync::atomic::AtomicBool,
     lock: std::sync::Mutex<()>,
     wakeup: std::sync::Condvar,
     notify: tokio::sync::Notify,
@@ -101,7 +103,15 @@ impl Stop {
 
     /// Requests a stop when SIGINT or SIGTERM arrives; the handlers are in place on return.
     /// Must be called inside a Tokio runtime.
+    /// Calling it again is harmless: the handlers are installed once per `Stop`.
     pub fn on_signal(&self) {
+        if self
+            .inner
+            .on_signal
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return;
+        }
         let stop = self.clone();
         #[cfg(unix)]
         match Signals::install() {

@@ -22,7 +22,17 @@ use crate::stored_offsets::DatabaseOffsets;
 use crate::tuple_log::TupleLog;
 
 pub async fn run(args: LedgerArgs) -> anyhow::Result<()> {
-    let app = Application::build(args).await?;
+    let stop = Stop::new();
+    // Before the database is reached: a SIGTERM while connecting or migrating (a rolling
+    // restart while PostgreSQL is slow) then ends the process cleanly, not with status 143.
+    stop.on_signal();
+    let app = tokio::select! {
+        app = Application::build_with(args, stop.clone()) => app?,
+        () = stop.requested() => {
+            tracing::info!("stop requested before the ledger was ready");
+            return Ok(());
+        }
+    };
     app.run_until_stopped().await
 }
 
@@ -39,7 +49,13 @@ pub struct Application {
 
 impl Application {
     pub async fn build(args: LedgerArgs) -> anyhow::Result<Application> {
+        Application::build_with(args, Stop::new()).await
+    }
+
+    /// [`Application::build`] with the stop it will obey.
+    pub async fn build_with(args: LedgerArgs, stop: Stop) -> anyhow::Result<Application> {
         let database = bank_storage::connect::redact(&args.database.url);
+        tracing::info!(%database, "connecting to the ledger database");
         // One connection per writer, plus one for offsets at assignment and the parked gauge.
         let db = bank_storage::connect(&args.database.url, args.writers as u32 + 1).await?;
         bank_storage::migration::run(&db)
@@ -52,7 +68,6 @@ impl Application {
         let mut registry = prometheus_client::registry::Registry::default();
         let metrics = Metrics::register(&mut registry);
         metrics.parked.set(parked_count(&db).await? as i64);
-        let stop = Stop::new();
         let (http_addr, server) = crate::http::bind(
             args.http_addr,
             health.clone(),

@@ -218,6 +218,35 @@ async fn sigterm_while_the_database_is_unreachable_exits_cleanly_within_the_grac
     proxy.restore();
 }
 
+/// A database that accepts the connection and never answers (a PostgreSQL that hangs, a
+/// black-holing proxy): a SIGTERM while the ledger waits on it ends the process with 0, a
+/// requested stop, not with the default action's 143.
+#[tokio::test]
+async fn sigterm_while_connecting_to_the_database_exits_cleanly() {
+    let topics = fresh_topics("term-connect");
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
+    let address = silent.local_addr().expect("its address");
+    let url = format!("postgres://bank:bank@{address}/bank");
+    let (mut child, log) = spawn_binary(&topics, &url, &[]);
+    wait_until("the ledger connecting", WAIT, || async {
+        read(&log).contains("connecting to the ledger database")
+    })
+    .await;
+    let signalled = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    let (code, _) = wait_exit(&mut child, Duration::from_secs(30)).await;
+    let stderr = read(&log);
+    assert_eq!(code, Some(0), "a requested stop is not a failure: {stderr}");
+    assert!(
+        stderr.contains("stop requested before the ledger was ready"),
+        "{stderr}"
+    );
+    drop(silent);
+}
+
 #[tokio::test]
 async fn a_registry_behind_https_is_used_when_its_ca_is_trusted_and_refused_at_once_otherwise() {
     let front = bank_test_support::https_registry(&registry_url());
