@@ -27,9 +27,16 @@ pub async fn run(args: GenerateArgs) -> anyhow::Result<()> {
         "generating (rerun with --seed {} to reproduce)",
         config.seed
     );
-    let publisher = Publisher::connect(&args.destination, &args.layout).await?;
     let stop = Stop::new();
+    // Before the registry and Kafka are reached: a stop while they are slow to answer exits 0.
     stop.on_signal();
+    let publisher = tokio::select! {
+        publisher = Publisher::connect(&args.destination, &args.layout) => publisher?,
+        () = stop.requested() => {
+            tracing::info!("stop requested before the registry and Kafka answered");
+            return Ok(());
+        }
+    };
     let pace = args.pace();
     let count = (!args.continuous).then_some(args.count);
     let total = count.map(|n| n + u64::from(config.customers));

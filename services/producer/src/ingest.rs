@@ -39,9 +39,16 @@ pub async fn run(args: CsvArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| default_rejects_path(&args.input));
     let (mut reader, columns) = open(&args)?;
     let rules = args.row_rules();
-    let publisher = Publisher::connect(&args.destination, &args.layout).await?;
     let stop = Stop::new();
+    // Before the registry and Kafka are reached: a stop while they are slow to answer exits 0.
     stop.on_signal();
+    let publisher = tokio::select! {
+        publisher = Publisher::connect(&args.destination, &args.layout) => publisher?,
+        () = stop.requested() => {
+            tracing::info!("stop requested before the registry and Kafka answered");
+            return Ok(());
+        }
+    };
     let chunk_size = args.chunk_size.max(1);
     let silent = args.silent;
     let input = args.input.clone();
