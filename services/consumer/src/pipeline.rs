@@ -67,7 +67,8 @@ pub struct Decoded {
     /// The source generation the records were read under; older than the current one: stale.
     pub generation: u64,
     /// Partitions whose first record since their position was set is in this batch, with that
-    /// record's offset (see [`Record::from_seek`]). Rarely more than one or two, so a list.
+    /// record's offset (see [`Record::from_seek`]): at most the partitions assigned, and only in
+    /// the first batches after an assignment or a seek, so a list.
     pub sought: Vec<(PartitionKey, i64)>,
     /// The partition of the record covered last: records come in runs of one partition, and
     /// its key is then not built again for every one.

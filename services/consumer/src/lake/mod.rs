@@ -151,7 +151,7 @@ impl LakeCounters {
         );
         lake.register(
             "spans_taken",
-            "Spans not written because another writer had claimed their first offset (a paused instance after a rebalance)",
+            "Spans (or poison-only tails) not claimed because another writer had claimed their first offset (a paused instance after a rebalance)",
             counters.taken.clone(),
         );
         counters
@@ -309,7 +309,8 @@ pub struct LakeSink {
     partitions: HashMap<PartitionKey, Partition>,
     /// The generation of the last batch taken.
     generation: u64,
-    /// Set when a partition's state was dropped (its span claimed by another writer, a gap):
+    /// Set when a partition's state was dropped (its span claimed by another writer, a gap, a
+    /// partition met neither held nor just sought):
     /// every batch up to this generation is refused as fenced, since batches of the same
     /// generation keep coming until the partitions are sought again to the lake's position.
     fenced_at: Option<u64>,
@@ -422,37 +423,50 @@ impl LakeSink {
     /// Claims, without files, what each partition read past its last span when all of it was
     /// poison: the next owner would otherwise read those records again and dead-letter them a
     /// second time. Best effort: a failure here only means the dead letters may repeat.
+    /// All at once and bounded in time: this runs inside a rebalance, which waits on it.
     async fn claim_poison_tails(&mut self) {
-        for (key, partition) in &self.partitions {
-            let tail = partition.next > partition.start
-                && partition.open.is_none()
-                && partition.sealed.is_empty()
-                && partition.claimed.is_none();
-            if !tail {
-                continue;
-            }
+        let tails = self.partitions.iter().filter(|(_, p)| {
+            p.next > p.start && p.open.is_none() && p.sealed.is_empty() && p.claimed.is_none()
+        });
+        let claims = tails.map(|(key, p)| {
             let claim = Claim {
-                last: partition.next - 1,
+                last: p.next - 1,
                 paths: Vec::new(),
             };
-            let path = layout::claim_path(partition.table, &key.0, key.1, partition.start);
-            match self.store.create_once(&path, claim.encode().into()).await {
-                Ok(None) => {}
-                Ok(Some(theirs)) if Claim::parse(&theirs).as_ref() == Some(&claim) => {}
-                Ok(Some(_)) => {
-                    self.counters.taken.inc();
-                    tracing::warn!(claim = path, "another writer claimed these offsets first");
-                }
-                Err(error) => {
-                    tracing::warn!(claim = path, error = %format!("{error:#}"), "claiming a poison-only tail failed; its dead letters may repeat");
+            let path = layout::claim_path(p.table, &key.0, key.1, p.start);
+            let store = self.store.clone();
+            async move {
+                let created =
+                    tokio::time::timeout(TAIL_CLAIM, store.create_once(&path, claim.encode().into()))
+                        .await;
+                match created {
+                    Ok(Ok(None)) => true,
+                    Ok(Ok(Some(theirs))) => {
+                        let same = Claim::parse(&theirs).as_ref() == Some(&claim);
+                        if !same {
+                            tracing::warn!(claim = path, "another writer claimed these offsets first");
+                        }
+                        same
+                    }
+                    Ok(Err(error)) => {
+                        tracing::warn!(claim = path, error = %format!("{error:#}"), "claiming a poison-only tail failed; its dead letters may repeat");
+                        true
+                    }
+                    Err(_) => {
+                        tracing::warn!(claim = path, "claiming a poison-only tail timed out; its dead letters may repeat");
+                        true
+                    }
                 }
             }
-        }
+        });
+        let outcomes = futures::future::join_all(claims).await;
+        let lost = outcomes.iter().filter(|mine| !**mine).count();
+        self.counters.taken.inc_by(lost as u64);
     }
 
     /// Drops what is held of `key` and refuses every batch until the partitions are sought
-    /// again: the writer drops the batch and asks for that, and each partition then resumes at
-    /// the lake's position (see [`store::LakeOffsets`]).
+    /// again: the writer drops the batch and asks for that. `key` then resumes at the lake's
+    /// position (see [`store::LakeOffsets`]); partitions still held go on from what they hold.
     fn fence(&mut self, key: &PartitionKey, why: String) -> WriteError {
         self.partitions.remove(key);
         self.fenced_at = Some(self.generation);
@@ -500,6 +514,14 @@ impl LakeSink {
         };
         self.partitions.insert(key.clone(), partition);
         Ok(())
+    }
+
+    /// Whether `offset` lies in a span claimed without files (all poison, see [`Claim`]).
+    fn claimed_as_poison(&self, key: &PartitionKey, offset: i64) -> bool {
+        self.partitions
+            .get(key)
+            .and_then(|p| p.claimed.as_ref())
+            .is_some_and(|c| c.paths.is_empty() && offset <= c.last)
     }
 
     /// Where the open span must be cut before the row at `offset` (of Hive partition `dir`)
@@ -550,7 +572,12 @@ impl LakeSink {
             }
         };
         // Rows before `entry` are already gathered or written (a batch retried after a failure).
+        let mut overruled = 0_usize;
         for row in rows.iter().filter(|r| r.offset() >= entry) {
+            if self.claimed_as_poison(key, row.offset()) {
+                overruled += 1;
+                continue;
+            }
             let dir = row.dir(self.by_branch);
             if let Some(end) = self.cut_before(key, row.offset(), &dir) {
                 self.seal(key, end)?;
@@ -559,6 +586,16 @@ impl LakeSink {
                 break;
             };
             partition.gather(dir, row);
+        }
+        if overruled > 0 {
+            // Another build or registry state found them poison and dead-lettered them: the
+            // claim is the lake's record, and gathering them would make the span disagree.
+            tracing::error!(
+                topic = key.0,
+                partition = key.1,
+                rows = overruled,
+                "rows claimed as poison by an earlier writer are left out; they are in the dead-letter topic"
+            );
         }
         let Some(partition) = self.partitions.get_mut(key) else {
             return Ok(());
@@ -669,6 +706,9 @@ impl LakeSink {
         self.write_sealed().await
     }
 }
+
+/// How long one poison-only tail's claim may take at a rebalance or stop.
+const TAIL_CLAIM: Duration = Duration::from_secs(3);
 
 /// Files of one span written at once, at most this many per partition: enough for the disk to
 /// merge their fsyncs (or for object storage to take several PUTs). With every partition
@@ -866,6 +906,28 @@ mod tests {
         .await
         .expect("started at the lake's position");
         assert_eq!(sink.partitions[&other].start, 40);
+
+        // Started where an earlier writer claimed a poison-only tail: the claim is followed.
+        let third: PartitionKey = ("t".into(), 2);
+        let poison = Claim {
+            last: 9,
+            paths: Vec::new(),
+        };
+        let at = layout::claim_path(Table::Transactions, "t", 2, 7);
+        sink.store
+            .create_once(&at, poison.encode().into())
+            .await
+            .expect("the claim");
+        sink.take(&third, Table::Transactions, &span(Some(7), 8), Some(7), &[])
+            .await
+            .expect("started at the claim");
+        assert!(sink.claimed_as_poison(&third, 9) && !sink.claimed_as_poison(&third, 10));
+        sink.take(&third, Table::Transactions, &span(Some(8), 11), None, &[])
+            .await
+            .expect("past the claim");
+        let partition = &sink.partitions[&third];
+        assert!(partition.claimed.is_none() && partition.sealed.is_empty());
+        assert_eq!((partition.start, partition.next), (10, 11));
         let _ = std::fs::remove_dir_all(&root);
     }
 
