@@ -279,6 +279,13 @@ pub trait Sink: Send {
         async {}
     }
 
+    /// The generation whose positions the sink stopped trusting during [`Sink::idle`] (the
+    /// lake found a span claimed by another writer): the writer then asks for the partitions
+    /// to be sought again, as it does for a fenced batch, rather than wait for the next batch.
+    fn distrusted_generation(&self) -> Option<u64> {
+        None
+    }
+
     /// Makes durable whatever the sink still holds of the batches it applied; runs before
     /// partitions move to another instance and when the writer ends. Sinks that write each batch
     /// as it comes hold nothing (the default); the lake gathers rows into files across batches.
@@ -500,6 +507,9 @@ impl Writer {
                 message = batches.recv() => message,
                 _ = idle => {
                     sink.idle().await;
+                    if let Some(generation) = sink.distrusted_generation() {
+                        self.reseek.request(generation);
+                    }
                     continue;
                 }
             };

@@ -398,6 +398,10 @@ impl Sink for LakeSink {
         }
     }
 
+    fn distrusted_generation(&self) -> Option<u64> {
+        self.fenced_at
+    }
+
     async fn flush(&mut self) -> anyhow::Result<()> {
         // A claimed span not gathered to its end cannot be written: the next owner completes it.
         self.partitions.retain(|_, p| p.claimed.is_none());
