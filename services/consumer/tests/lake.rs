@@ -772,3 +772,48 @@ async fn poison_at_the_end_is_dead_lettered_once_across_restarts() {
     );
     let _ = std::fs::remove_dir_all(&lake);
 }
+
+/// A partition whose records so far were all poison has no file to resume from: its claim
+/// without files is found by listing the partition's claims, so the next run does not
+/// dead-letter those records again either.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partition_of_poison_only_is_dead_lettered_once_across_restarts() {
+    let topics = fresh_topics("lake-poison-only");
+    let producer = RawProducer::new(&topics).await;
+    producer.customer(&customer("ACC-1")).await;
+    for _ in 0..3 {
+        producer
+            .raw(&topics.transactions, "ACC-1", b"not a framed event")
+            .await;
+    }
+    let lake = std::env::temp_dir().join(format!("lake-{}", topics.group));
+    let lake_url = lake.display().to_string();
+    let run = || {
+        let (mut command, _) = lake_command(&topics, &lake_url, &["--flush-interval-ms", "300"]);
+        Reaped(command.spawn().expect("start lake"))
+    };
+    let dead = format!("{}.dlq", topics.transactions);
+    let mut first = run();
+    wait_until(
+        "the poison dead-lettered",
+        Duration::from_secs(60),
+        || async { committed(&topics) == 3 && committed_end(&dead) == 3 },
+    )
+    .await;
+    terminate(&mut first);
+    assert_eq!(parquet_files(&lake.join("transactions")), 0);
+
+    producer.transaction(&transaction("ACC-1", 5)).await;
+    let mut second = run();
+    wait_until(
+        "the next run past the new event",
+        Duration::from_secs(60),
+        || async { committed(&topics) == 4 },
+    )
+    .await;
+    terminate(&mut second);
+    assert_eq!(committed_end(&dead), 3, "the poison dead-lettered once");
+    let found = check(&lake_url, &[]);
+    assert_eq!(found["rows"].as_u64(), Some(1), "{found}");
+    let _ = std::fs::remove_dir_all(&lake);
+}

@@ -197,6 +197,46 @@ impl Store {
         }
     }
 
+    /// The lowest first offset claimed in a partition (see [`layout::Claim`]), for a partition
+    /// without files: its spans so far were all poison, or its first is not written yet.
+    pub async fn first_claim(
+        &self,
+        table: Table,
+        topic: &str,
+        partition: i32,
+    ) -> anyhow::Result<Option<i64>> {
+        let dir = layout::claim_path(table, topic, partition, 0);
+        let dir = dir.rsplit_once('/').map_or(dir.as_str(), |(dir, _)| dir);
+        let names: Vec<String> = match self {
+            Store::Local { root, .. } => match std::fs::read_dir(root.join(dir)) {
+                Ok(entries) => entries
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                Err(e) => return Err(e).with_context(|| format!("listing {dir}")),
+            },
+            Store::S3 { store, prefix, url } => {
+                let key = object_key(prefix, dir);
+                let objects: Vec<_> = store
+                    .list(Some(&key))
+                    .try_collect()
+                    .await
+                    .with_context(|| format!("listing {key} in {url}"))?;
+                objects
+                    .iter()
+                    .filter_map(|o| o.location.filename().map(str::to_owned))
+                    .collect()
+            }
+        };
+        let offset = |name: &String| {
+            (name.len() == 20 && name.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| name.parse::<i64>().ok())
+                .flatten()
+        };
+        Ok(names.iter().filter_map(offset).min())
+    }
+
     /// Where each partition of `topic` in `table` resumes, from the lake's own listing.
     pub async fn resume(&self, table: Table, topic: &str) -> anyhow::Result<HashMap<i32, Resume>> {
         let files = self.files(table).await?;
@@ -412,7 +452,24 @@ impl OffsetStore for LakeOffsets {
                 let found = tokio::time::timeout(LISTING, self.store.resume(*table, topic))
                     .await
                     .context("timed out listing the lake")??;
-                for (partition, resume) in found {
+                let without_files = partitions
+                    .iter()
+                    .filter(|(t, p)| t == topic && !found.contains_key(p));
+                let mut claimed_only = Vec::new();
+                for (_, partition) in without_files {
+                    let first = self.store.first_claim(*table, topic, *partition);
+                    let first = tokio::time::timeout(LISTING, first)
+                        .await
+                        .context("timed out listing claims")??;
+                    if let Some(first) = first {
+                        let resume = Resume {
+                            next: Some(first),
+                            unfinished: Vec::new(),
+                        };
+                        claimed_only.push((*partition, resume));
+                    }
+                }
+                for (partition, resume) in found.into_iter().chain(claimed_only) {
                     let key = (topic.clone(), partition);
                     if !partitions.contains(&key) {
                         continue;
