@@ -560,6 +560,12 @@ async fn max_open_files_cuts_a_span_before_one_more_file() {
     let _ = std::fs::remove_dir_all(lake);
 }
 
+/// The lake, started.
+fn spawn_lake(topics: &Topics, lake: &str, flags: &[&str]) -> Reaped {
+    let (mut command, _) = lake_command(topics, lake, flags);
+    Reaped(command.spawn().expect("start lake"))
+}
+
 /// A metric of the lake serving on `port`.
 async fn lake_metric(port: u16, name: &str) -> Option<f64> {
     let body = reqwest::Client::new()
@@ -728,10 +734,7 @@ async fn poison_at_the_end_is_dead_lettered_once_across_restarts() {
     }
     let lake = std::env::temp_dir().join(format!("lake-{}", topics.group));
     let lake_url = lake.display().to_string();
-    let run = || {
-        let (mut command, _) = lake_command(&topics, &lake_url, &["--flush-interval-ms", "300"]);
-        Reaped(command.spawn().expect("start lake"))
-    };
+    let run = || spawn_lake(&topics, &lake_url, &["--flush-interval-ms", "300"]);
     let mut first = run();
     wait_until(
         "the valid rows written",
@@ -788,10 +791,7 @@ async fn a_partition_of_poison_only_is_dead_lettered_once_across_restarts() {
     }
     let lake = std::env::temp_dir().join(format!("lake-{}", topics.group));
     let lake_url = lake.display().to_string();
-    let run = || {
-        let (mut command, _) = lake_command(&topics, &lake_url, &["--flush-interval-ms", "300"]);
-        Reaped(command.spawn().expect("start lake"))
-    };
+    let run = || spawn_lake(&topics, &lake_url, &["--flush-interval-ms", "300"]);
     let dead = format!("{}.dlq", topics.transactions);
     let mut first = run();
     wait_until(
