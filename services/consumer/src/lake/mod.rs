@@ -49,6 +49,10 @@ pub async fn run(args: LakeArgs) -> anyhow::Result<()> {
     tracing::info!(lake = %store.describe(), group = args.group, "lake ready");
     let stop = Stop::new();
     stop.on_signal();
+    tokio::select! {
+        checked = store.check_create_once() => checked?,
+        () = stop.requested() => return Ok(()),
+    }
     let health = std::sync::Arc::new(Health::default());
     health.set_database(true);
     let mut registry = prometheus_client::registry::Registry::default();

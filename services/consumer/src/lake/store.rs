@@ -140,6 +140,53 @@ impl Store {
         }
     }
 
+    /// Checks that the store refuses a second create of one name, which span claims rely on:
+    /// some S3-compatible servers ignore `If-None-Match` and overwrite. Such a store still
+    /// works, without fencing paused instances, so it is said loudly rather than refused. A
+    /// client configured without conditional puts could claim no span at all: that fails the
+    /// start. A store that does not answer is only warned about; the writes retry.
+    pub async fn check_create_once(&self) -> anyhow::Result<()> {
+        let Store::S3 { url, .. } = self else {
+            // A hard link never replaces a name.
+            return Ok(());
+        };
+        let probe = format!("_spans/.probe-{}", uuid::Uuid::new_v4().simple());
+        let twice = async {
+            self.create_once(&probe, bytes::Bytes::from_static(b"first"))
+                .await?;
+            let second = self
+                .create_once(&probe, bytes::Bytes::from_static(b"second"))
+                .await?;
+            self.delete(&probe).await?;
+            anyhow::Ok(second)
+        };
+        let second = match twice.await {
+            Ok(second) => second,
+            Err(error) => {
+                let unsupported = error.chain().any(|cause| {
+                    matches!(
+                        cause.downcast_ref::<object_store::Error>(),
+                        Some(object_store::Error::NotImplemented { .. })
+                    )
+                });
+                if unsupported {
+                    return Err(error.context(format!(
+                        "{url}: span claims need conditional PUTs (unset AWS_CONDITIONAL_PUT=disabled)"
+                    )));
+                }
+                tracing::warn!(lake = url, error = %format!("{error:#}"), "could not check the store's conditional PUTs");
+                return Ok(());
+            }
+        };
+        if second.is_none() {
+            tracing::error!(
+                lake = url,
+                "this store overwrote an object a conditional PUT (If-None-Match: *) should have kept: span claims cannot fence an instance paused past its session here"
+            );
+        }
+        Ok(())
+    }
+
     /// What is at `path` (below the root), if anything.
     pub async fn read(&self, path: &str) -> anyhow::Result<Option<bytes::Bytes>> {
         match self {
