@@ -112,25 +112,11 @@ fn start(topics: &Topics, database_url: &str, name: &str) -> Instance {
 
 impl Instance {
     fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill {signal}");
+        send_signal(self.child.id(), signal);
     }
 
     async fn metric(&self, name: &str) -> Option<f64> {
-        let url = format!("http://127.0.0.1:{}/metrics", self.port);
-        let body = reqwest::Client::new()
-            .get(url)
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        metric_value(&body, name)
+        port_metric(self.port, name).await
     }
 
     async fn assigned(&self) -> usize {

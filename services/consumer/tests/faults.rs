@@ -205,11 +205,7 @@ async fn sigterm_while_the_database_is_unreachable_exits_cleanly_within_the_grac
         read(&log).contains("apply failed; retrying")
     })
     .await;
-    let signalled = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(signalled.success());
+    send_signal(child.id(), "-TERM");
     let (code, took) = wait_exit(&mut child, Duration::from_secs(60)).await;
     let stderr = read(&log);
     assert_eq!(code, Some(0), "a requested stop is not a failure: {stderr}");
@@ -232,11 +228,7 @@ async fn sigterm_while_connecting_to_the_database_exits_cleanly() {
         read(&log).contains("connecting to the ledger database")
     })
     .await;
-    let signalled = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(signalled.success());
+    send_signal(child.id(), "-TERM");
     let (code, _) = wait_exit(&mut child, Duration::from_secs(30)).await;
     let stderr = read(&log);
     assert_eq!(code, Some(0), "a requested stop is not a failure: {stderr}");

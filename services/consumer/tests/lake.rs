@@ -566,28 +566,6 @@ fn spawn_lake(topics: &Topics, lake: &str, flags: &[&str]) -> Reaped {
     Reaped(command.spawn().expect("start lake"))
 }
 
-/// A metric of the lake serving on `port`.
-async fn lake_metric(port: u16, name: &str) -> Option<f64> {
-    let body = reqwest::Client::new()
-        .get(format!("http://127.0.0.1:{port}/metrics"))
-        .timeout(Duration::from_secs(2))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    metric_value(&body, name)
-}
-
-fn signal(child: &std::process::Child, signal: &str) {
-    let status = Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success(), "kill {signal}");
-}
-
 /// A zombie: an instance paused (SIGSTOP) past its session timeout while it held a span of
 /// every partition, whose partitions a second instance took over, cut differently and wrote.
 /// Woken, the first finds each span's first offset claimed otherwise and writes none of it:
@@ -609,7 +587,7 @@ async fn a_paused_instance_woken_after_a_takeover_writes_nothing_twice() {
         || async { committed(&topics) == 1_500 },
     )
     .await;
-    signal(&zombie, "-STOP");
+    send_signal(zombie.id(), "-STOP");
     assert_eq!(parquet_files(&lake), 0, "the first lake holds its spans");
     // More rows after the pause: the second lake's spans run past where the first one's end.
     let second = generate(&topics, 20, 1_500, 27).await;
@@ -622,12 +600,12 @@ async fn a_paused_instance_woken_after_a_takeover_writes_nothing_twice() {
         || async { covers(&store, &topics).await },
     )
     .await;
-    signal(&zombie, "-CONT");
+    send_signal(zombie.id(), "-CONT");
     wait_until(
         "the woken lake to find its spans claimed",
         Duration::from_secs(90),
         || async {
-            lake_metric(zombie_port, "bank_lake_spans_taken_total")
+            port_metric(zombie_port, "bank_lake_spans_taken_total")
                 .await
                 .is_some_and(|taken| taken >= 1.0)
         },

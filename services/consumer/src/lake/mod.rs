@@ -194,9 +194,8 @@ struct Sealed {
     path: String,
     bytes: bytes::Bytes,
     rows: usize,
-    /// The offsets its span covers: the parts of one span may appear in any order.
-    span: (i64, i64),
-    /// Its span's claim, shared by the span's parts: created before the first of them is written.
+    /// Its span's claim, shared by the span's parts (which may be written in any order):
+    /// created before the first of them is written.
     claim: Arc<SpanClaim>,
 }
 
@@ -636,7 +635,6 @@ impl LakeSink {
                 path: path.clone(),
                 bytes: bytes.into(),
                 rows: rows.len(),
-                span: (partition.start, end - 1),
                 claim: claim.clone(),
             });
         }
@@ -772,7 +770,7 @@ async fn write_spans(
             return (written, left, Some(error));
         }
         let mut span = vec![first];
-        while let Some(part) = files.next_if(|f| f.span == span[0].span) {
+        while let Some(part) = files.next_if(|f| f.claim.path == span[0].claim.path) {
             span.push(part);
         }
         let results: Vec<(Sealed, anyhow::Result<()>)> = futures::stream::iter(span)
@@ -812,7 +810,6 @@ mod tests {
             path: path.to_owned(),
             bytes: bytes::Bytes::from_static(b"parquet"),
             rows: 1,
-            span,
             claim: Arc::new(SpanClaim {
                 path: format!("_spans/{}", span.0),
                 claim: Claim {

@@ -140,6 +140,29 @@ impl TestLedger {
     }
 }
 
+/// The un-labelled metric `name` of whatever serves `/metrics` on `port`.
+pub async fn port_metric(port: u16, name: &str) -> Option<f64> {
+    let body = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    metric_value(&body, name)
+}
+
+/// Sends `signal` (`-TERM`, `-STOP`, ...) to process `pid` with kill(1).
+pub fn send_signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
 /// The value of the un-labelled metric `name` in a `/metrics` body.
 pub fn metric_value(body: &str, name: &str) -> Option<f64> {
     body.lines()
