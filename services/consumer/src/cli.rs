@@ -186,8 +186,8 @@ pub struct LedgerArgs {
     #[arg(long = "batch-size", env = "BATCH_SIZE", default_value_t = 20_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub batch_size: usize,
     /// Most bytes a batch holds in memory, whatever its count: its records (keys, values,
-    /// headers) and their decoded rows, estimated. Records in flight are bounded to three batches'
-    /// worth (committing, queued, gathering), so large records cannot exhaust memory.
+    /// headers) and their decoded rows, estimated. Records in flight are bounded to two batches'
+    /// worth (committing, and the next one gathering), so large records cannot exhaust memory.
     #[arg(long = "max-batch-bytes", env = "MAX_BATCH_BYTES", default_value_t = 16 << 20, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(65_536..=1_073_741_824))]
     pub max_batch_bytes: usize,
     /// 0 (the default): group commit, a batch goes to a writer as soon as it has finished its

@@ -135,11 +135,13 @@ impl Application {
                 first: Some(source_args.customers_topic.clone()),
                 capacity: args.batch_size * 2,
                 // Records in flight, from the poll to their commit, weighed with their decoded
-                // rows: the batch the writers are committing (shared between them), the next
-                // one, queued, and one being gathered. Measured in bench-consumer: two batches'
-                // worth saved 20 MiB of peak RSS and cost 5-7% of the rows/s (the queued batch
-                // is handed over with whatever has gathered when the writers take theirs).
-                in_flight_bytes: args.max_batch_bytes.saturating_mul(3),
+                // rows: the batch the writers are committing and the next one, gathered and
+                // decoded meanwhile. A third batch's worth (gathering while the next waits)
+                // held 12 MiB more at the peak for no measurable rows/s once librdkafka's own
+                // queue was capped by count (source.rs): five interleaved pairs in
+                // bench-consumer, 77,100 against 78,400 rows/s (noise), 100-105 against
+                // 112-119 MiB (README, memory).
+                in_flight_bytes: args.max_batch_bytes.saturating_mul(2),
             },
             offsets,
             sinks,

@@ -629,12 +629,16 @@ pub fn start(
         // A topic created after the consumer started is noticed within seconds, not the
         // default five minutes.
         .set("topic.metadata.refresh.interval.ms", "10000");
-    // librdkafka prefetches up to 64 MiB of messages by default, outside our byte budget (and
-    // its per-message structures double that). 4 MiB keeps the fetcher ahead of the writers as
-    // long as a fetch is re-issued soon after the queue drains below it: by default librdkafka
-    // waits a full second, which starved the pipeline (the operator's settings win).
+    // librdkafka prefetches up to 64 MiB of messages by default, outside our byte budget. 4 MiB
+    // keeps the fetcher ahead of the writers as long as a fetch is re-issued soon after the
+    // queue drains below it: by default librdkafka waits a full second, which starved the
+    // pipeline. The byte cap alone still let 100,000 small messages queue per partition, whose
+    // per-message structures (about 300 bytes each, more than the messages) were 17 MiB of the
+    // ledger's peak heap; 5,000 per partition plus one fetch in flight keep the writers as
+    // busy (README, memory). The operator's settings win.
     for (key, value) in [
         ("queued.max.messages.kbytes", "4096"),
+        ("queued.min.messages", "5000"),
         ("fetch.queue.backoff.ms", "20"),
     ] {
         if config.get(key).is_none() {
