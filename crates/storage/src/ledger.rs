@@ -23,7 +23,6 @@
 //! a crash after it leaves nothing to redo. Statements are multi-row and chunked under the
 //! backends' bind-parameter limits.
 
-use std::borrow::Cow;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -351,13 +350,12 @@ impl Ledger {
         if sweep {
             unpark.extend(parked_with_customer(txn).await?);
         }
-        // Rows of the batch are borrowed, not copied: a batch is the bulk of a writer's memory.
-        let mut to_insert: Vec<(Cow<'_, TransactionRow>, Option<usize>)> =
-            take_parked(txn, &unpark)
-                .await?
-                .into_iter()
-                .map(|row| (Cow::Owned(row), None))
-                .collect();
+        // Rows are borrowed, not copied (a batch is the bulk of a writer's memory), and not
+        // held as `Cow` either: each would be as large as a row, 5 MiB at the peak.
+        let parked = take_parked(txn, &unpark).await?;
+        let mut to_insert: Vec<Candidate<'_>> =
+            Vec::with_capacity(parked.len() + transactions_in.len());
+        to_insert.extend(parked.iter().map(|row| (row, None)));
         let mut to_park = Vec::new();
         // One copy of an id per batch, the first, before rows split between parking and
         // posting: two copies on different accounts must not end one parked, one posted.
@@ -375,7 +373,7 @@ impl Ledger {
                 || newly_known.contains(&tx.account_number)
                 || existing.contains(&tx.account_number);
             if known {
-                to_insert.push((Cow::Borrowed(tx), Some(index)));
+                to_insert.push((tx, Some(index)));
             } else {
                 to_park.push((tx, index));
             }
@@ -398,12 +396,7 @@ impl Ledger {
             return Ok(applied);
         }
         let rows = take_parked(&txn, &accounts).await?;
-        post(
-            &txn,
-            rows.into_iter().map(|r| (Cow::Owned(r), None)).collect(),
-            &mut applied,
-        )
-        .await?;
+        post(&txn, rows.iter().map(|r| (r, None)).collect(), &mut applied).await?;
         txn.commit().await?;
         self.known_customers.extend(accounts);
         Ok(applied)
@@ -449,7 +442,7 @@ impl Ledger {
 /// index in the batch, or `None` when it comes from the parking lot.
 async fn post(
     txn: &DatabaseTransaction,
-    to_insert: Vec<(Cow<'_, TransactionRow>, Option<usize>)>,
+    to_insert: Vec<Candidate<'_>>,
     applied: &mut Applied,
 ) -> Result<(), ApplyError> {
     let mut unique = first_copies(to_insert, applied);
@@ -478,7 +471,7 @@ async fn post(
         }
     }
     let inserted = insert_transactions(txn, &unique).await?;
-    let skipped: Vec<&(Cow<'_, TransactionRow>, Option<usize>)> = unique
+    let skipped: Vec<&Candidate<'_>> = unique
         .iter()
         .zip(&inserted)
         .filter_map(|(row, new)| (!new).then_some(row))
@@ -498,7 +491,7 @@ async fn post(
             }
         }
     }
-    let posted: Vec<&(Cow<'_, TransactionRow>, Option<usize>)> = unique
+    let posted: Vec<&Candidate<'_>> = unique
         .iter()
         .zip(&inserted)
         .filter_map(|(row, new)| new.then_some(row))
@@ -545,12 +538,12 @@ async fn post(
     Ok(())
 }
 
+/// A row to post, with its index in the batch, or `None` when it comes from the parking lot.
+type Candidate<'a> = (&'a TransactionRow, Option<usize>);
+
 /// The first copy of each id among `rows` (formerly parked rows and the batch's), in order;
 /// later copies count as duplicates, or are refused when their movement differs.
-fn first_copies<'a>(
-    rows: Vec<(Cow<'a, TransactionRow>, Option<usize>)>,
-    applied: &mut Applied,
-) -> Vec<(Cow<'a, TransactionRow>, Option<usize>)> {
+fn first_copies<'a>(rows: Vec<Candidate<'a>>, applied: &mut Applied) -> Vec<Candidate<'a>> {
     let mut keep = vec![true; rows.len()];
     let mut first: HashMap<&str, usize> = HashMap::with_capacity(rows.len());
     for (at, (row, origin)) in rows.iter().enumerate() {
@@ -562,8 +555,7 @@ fn first_copies<'a>(
                 keep[at] = false;
                 applied.duplicates += 1;
                 if let Some(index) = origin
-                    && let Some(refusal) =
-                        conflict(*index, &rows[*entry.get()].0, row, "this batch")
+                    && let Some(refusal) = conflict(*index, rows[*entry.get()].0, row, "this batch")
                 {
                     applied.refused.push(refusal);
                 }
@@ -890,7 +882,7 @@ async fn park(
 /// Inserts rows whose id is new; returns, for each row, whether it was inserted.
 async fn insert_transactions(
     txn: &DatabaseTransaction,
-    rows: &[(Cow<'_, TransactionRow>, Option<usize>)],
+    rows: &[Candidate<'_>],
 ) -> Result<Vec<bool>, DbErr> {
     // The driver cannot bind an array holding NULL timestamps, so such a (rare) batch takes
     // the portable path.
@@ -928,7 +920,7 @@ async fn insert_transactions(
 /// bind-parameter limit; returns the ids inserted.
 async fn insert_transactions_values(
     txn: &DatabaseTransaction,
-    rows: &[(Cow<'_, TransactionRow>, Option<usize>)],
+    rows: &[Candidate<'_>],
 ) -> Result<HashSet<String>, DbErr> {
     let mut inserted = HashSet::with_capacity(rows.len());
     for chunk in rows.chunks(MAX_PARAMS / TX_COLUMNS.len()) {
@@ -961,7 +953,7 @@ enum UnnestMode {
 /// in bench-consumer that took 15-20 MiB off the peak RSS and a tenth of the consumer's CPU.
 async fn insert_transactions_unnest(
     txn: &DatabaseTransaction,
-    rows: &[(Cow<'_, TransactionRow>, Option<usize>)],
+    rows: &[Candidate<'_>],
     mode: UnnestMode,
 ) -> Result<HashSet<String>, DbErr> {
     let names = tx_column_names().join(", ");
