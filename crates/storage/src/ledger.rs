@@ -350,8 +350,8 @@ impl Ledger {
         if sweep {
             unpark.extend(parked_with_customer(txn).await?);
         }
-        // Rows are borrowed, not copied (a batch is the bulk of a writer's memory), and not
-        // held as `Cow` either: each would be as large as a row, 5 MiB at the peak.
+        // Candidates borrow their rows: a batch is the bulk of a writer's memory, and an
+        // owned-or-borrowed `Cow` would be as large as the row itself.
         let parked = take_parked(txn, &unpark).await?;
         let mut to_insert: Vec<Candidate<'_>> =
             Vec::with_capacity(parked.len() + transactions_in.len());
@@ -438,8 +438,7 @@ impl Ledger {
 
 /// Inserts `to_insert` (first copy of an id wins; ids already in the ledger are skipped, and
 /// refused as conflicting duplicates when their content differs), moves the balances by what
-/// was inserted, and records each posting with its running balance. Each row comes with its
-/// index in the batch, or `None` when it comes from the parking lot.
+/// was inserted, and records each posting with its running balance.
 async fn post(
     txn: &DatabaseTransaction,
     to_insert: Vec<Candidate<'_>>,
