@@ -60,6 +60,11 @@ pub fn integers<T: Display>(items: impl IntoIterator<Item = T>) -> String {
     literal
 }
 
+/// `{t,f}` from booleans.
+pub fn flags(items: impl IntoIterator<Item = bool>) -> String {
+    integers(items.into_iter().map(|flag| if flag { 't' } else { 'f' }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,6 +77,12 @@ mod tests {
             text(["a b", "NULL", r#"say "hi""#, r"back\slash", "{,}", "é"]),
             r#"{"a b","NULL","say \"hi\"","back\\slash","{,}","é"}"#
         );
+    }
+
+    #[test]
+    fn flags_are_letters() {
+        assert_eq!(flags([]), "{}");
+        assert_eq!(flags([true, false, true]), "{t,f,t}");
     }
 
     #[test]

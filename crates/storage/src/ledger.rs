@@ -162,18 +162,23 @@ const UNNEST_CHUNK: usize = 20_000;
 /// Bind parameters per statement: SQLite allows 32766, PostgreSQL 65535.
 const MAX_PARAMS: usize = 30_000;
 
-/// The columns of `customers` the ledger writes, in the order of [`upsert_customers`]' values.
-const CUSTOMER_COLUMNS: [&str; 9] = [
-    "account_number",
-    "first_name",
-    "last_name",
-    "email",
-    "created_at",
-    "branch_id",
-    "version_micros",
-    "source_partition",
-    "source_offset",
+/// The columns of `customers` the ledger writes, in the order of [`upsert_customers`]' values,
+/// each with the PostgreSQL array type it is bound as there.
+const CUSTOMER_COLUMNS: [(&str, &str); 9] = [
+    ("account_number", "text[]"),
+    ("first_name", "text[]"),
+    ("last_name", "text[]"),
+    ("email", "text[]"),
+    ("created_at", "timestamptz[]"),
+    ("branch_id", "int8[]"),
+    ("version_micros", "int8[]"),
+    ("source_partition", "int4[]"),
+    ("source_offset", "int8[]"),
 ];
+
+fn customer_column_names() -> [&'static str; 9] {
+    CUSTOMER_COLUMNS.map(|(name, _)| name)
+}
 
 /// The columns of `transactions` (and of `parked_transactions`) the ledger writes, in the
 /// order of [`transaction_values`] and of the arrays [`insert_transactions_unnest`] binds,
@@ -191,6 +196,15 @@ const TX_COLUMNS: [(&str, &str); 11] = [
     ("source_partition", "int4[]"),
     ("source_offset", "int8[]"),
 ];
+
+/// `$1::text[], $2::int8[], ...`: one bound array per column, typed as `columns` say.
+fn array_parameters(columns: &[(&str, &str)]) -> String {
+    (1..)
+        .zip(columns)
+        .map(|(i, (_, ty))| format!("${i}::{ty}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 fn tx_column_names() -> [&'static str; 11] {
     TX_COLUMNS.map(|(name, _)| name)
@@ -623,18 +637,41 @@ async fn stored_movements(
     ids: &[String],
 ) -> Result<HashMap<String, TransactionRow>, DbErr> {
     let mut found = HashMap::new();
-    for chunk in ids.chunks(MAX_PARAMS) {
-        let select = Query::select()
-            .columns(tx_column_names())
-            .from(sea_orm::sea_query::Alias::new(table))
-            .and_where(Expr::col("transaction_id").is_in(chunk.iter().cloned()))
-            .to_owned();
-        for row in txn.query_all(&select).await? {
-            let row = transaction_from_row(&row)?;
-            found.insert(row.transaction_id.clone(), row);
+    if ids.is_empty() {
+        return Ok(found);
+    }
+    let rows = if txn.get_database_backend() == DbBackend::Postgres {
+        let sql = format!(
+            "SELECT {} FROM {table} WHERE transaction_id = ANY($1::text[])",
+            tx_column_names().join(", ")
+        );
+        txn.query_all_raw(any_of(&sql, ids)).await?
+    } else {
+        let mut rows = Vec::new();
+        for chunk in ids.chunks(MAX_PARAMS) {
+            let select = Query::select()
+                .columns(tx_column_names())
+                .from(sea_orm::sea_query::Alias::new(table))
+                .and_where(Expr::col("transaction_id").is_in(chunk.iter().cloned()))
+                .to_owned();
+            rows.extend(txn.query_all(&select).await?);
         }
+        rows
+    };
+    for row in rows {
+        let row = transaction_from_row(&row)?;
+        found.insert(row.transaction_id.clone(), row);
     }
     Ok(found)
+}
+
+/// PostgreSQL: `sql`, whose one parameter is `$1::text[]`, with `ids` bound as one array
+/// literal. Its text is the same whatever the number of ids, so each connection prepares and
+/// caches it once; a list of parameters (`IN ($1, ..., $30000)`) is a statement of its own for
+/// every length, each cached with its parameter types for the connection's life.
+fn any_of(sql: &str, ids: &[String]) -> Statement {
+    let ids = array_literal::text(ids.iter().map(String::as_str));
+    Statement::from_sql_and_values(DbBackend::Postgres, sql, [Value::from(ids)])
 }
 
 /// The stored next offsets of `group` for the given partitions (absent: never consumed).
@@ -706,21 +743,55 @@ fn dedupe_customers(customers: &[CustomerRow]) -> Vec<CustomerRow> {
     by_account.into_values().collect()
 }
 
+/// The customer columns an upsert changes, each with its SQL: the newer event wins, but an
+/// empty name or email does not erase a known one, and the first known `created_at` stays.
+/// One definition for both backends' statements.
+fn customer_updates() -> Vec<(&'static str, String)> {
+    let keep_known = |col: &str| {
+        format!("CASE WHEN excluded.{col} <> '' THEN excluded.{col} ELSE customers.{col} END")
+    };
+    vec![
+        ("first_name", keep_known("first_name")),
+        ("last_name", keep_known("last_name")),
+        ("email", keep_known("email")),
+        (
+            "created_at",
+            "COALESCE(customers.created_at, excluded.created_at)".to_owned(),
+        ),
+        ("branch_id", "excluded.branch_id".to_owned()),
+        ("version_micros", "excluded.version_micros".to_owned()),
+        ("source_partition", "excluded.source_partition".to_owned()),
+        ("source_offset", "excluded.source_offset".to_owned()),
+    ]
+}
+
+/// When an upsert applies: only to an older stored version (a replayed or an older event
+/// changes nothing).
+fn customer_is_newer() -> String {
+    let version = |table: &str| {
+        format!("({table}.version_micros, {table}.source_partition, {table}.source_offset)")
+    };
+    format!("{} > {}", version("excluded"), version("customers"))
+}
+
 async fn upsert_customers(
     txn: &DatabaseTransaction,
     customers: &[CustomerRow],
 ) -> Result<(), DbErr> {
-    let keep_known = |col: &str| {
-        Expr::cust(format!(
-            "CASE WHEN excluded.{col} <> '' THEN excluded.{col} ELSE customers.{col} END"
-        ))
-    };
-    let version = |table: &str| {
-        format!("({table}.version_micros, {table}.source_partition, {table}.source_offset)")
-    };
+    if customers.is_empty() {
+        return Ok(());
+    }
+    if txn.get_database_backend() == DbBackend::Postgres {
+        return upsert_customers_unnest(txn, customers).await;
+    }
+    let updates = customer_updates()
+        .into_iter()
+        .map(|(col, sql)| (col, Expr::cust(sql)));
     for chunk in customers.chunks(MAX_PARAMS / CUSTOMER_COLUMNS.len()) {
         let mut insert = Query::insert();
-        insert.into_table("customers").columns(CUSTOMER_COLUMNS);
+        insert
+            .into_table("customers")
+            .columns(customer_column_names());
         for c in chunk {
             let (version_micros, partition, offset) = c.version();
             insert.values_panic([
@@ -735,27 +806,10 @@ async fn upsert_customers(
                 offset.into(),
             ]);
         }
-        // Newer wins: an older version (a replay, a former owner) changes nothing.
         insert.on_conflict(
             OnConflict::column("account_number")
-                .values([
-                    ("first_name", keep_known("first_name")),
-                    ("last_name", keep_known("last_name")),
-                    ("email", keep_known("email")),
-                    (
-                        "created_at",
-                        Expr::cust("COALESCE(customers.created_at, excluded.created_at)"),
-                    ),
-                    ("branch_id", Expr::cust("excluded.branch_id")),
-                    ("version_micros", Expr::cust("excluded.version_micros")),
-                    ("source_partition", Expr::cust("excluded.source_partition")),
-                    ("source_offset", Expr::cust("excluded.source_offset")),
-                ])
-                .action_and_where(Expr::cust(format!(
-                    "{} > {}",
-                    version("excluded"),
-                    version("customers")
-                )))
+                .values(updates.clone())
+                .action_and_where(Expr::cust(customer_is_newer()))
                 .to_owned(),
         );
         txn.execute(&insert).await?;
@@ -776,22 +830,110 @@ async fn upsert_customers(
     Ok(())
 }
 
+/// PostgreSQL: the customers as one array per column, in one statement of constant text (see
+/// [`any_of`]). The driver cannot bind an array holding NULL timestamps, so `created_at` goes
+/// with a placeholder where it is unknown and a flag array saying which are real.
+async fn upsert_customers_unnest(
+    txn: &DatabaseTransaction,
+    customers: &[CustomerRow],
+) -> Result<(), DbErr> {
+    let names = customer_column_names();
+    let arrays = array_parameters(&CUSTOMER_COLUMNS);
+    let selected = names
+        .map(|name| match name {
+            "created_at" => "CASE WHEN created_known THEN created_at END",
+            name => name,
+        })
+        .join(", ");
+    let updates = customer_updates()
+        .into_iter()
+        .map(|(col, sql)| format!("{col} = {sql}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let known_flags = CUSTOMER_COLUMNS.len() + 1;
+    let sql = format!(
+        "INSERT INTO customers ({}) SELECT {selected} \
+         FROM UNNEST({arrays}, ${known_flags}::bool[]) AS u({}, created_known) \
+         ON CONFLICT (account_number) DO UPDATE SET {updates} WHERE {}",
+        names.join(", "),
+        names.join(", "),
+        customer_is_newer()
+    );
+    let text = |f: &dyn Fn(&CustomerRow) -> &str| {
+        Value::from(array_literal::text(customers.iter().map(f)))
+    };
+    let integers = |f: &dyn Fn(&CustomerRow) -> i64| {
+        Value::from(array_literal::integers(customers.iter().map(f)))
+    };
+    let created_at = Value::Array(
+        ArrayType::ChronoDateTimeUtc,
+        Some(Box::new(
+            customers
+                .iter()
+                .map(|c| Value::ChronoDateTimeUtc(Some(c.created_at.unwrap_or_default())))
+                .collect(),
+        )),
+    );
+    let created_known = array_literal::flags(customers.iter().map(|c| c.created_at.is_some()));
+    // In the order of CUSTOMER_COLUMNS, then the flags.
+    let values = vec![
+        text(&|c| &c.account_number),
+        text(&|c| &c.first_name),
+        text(&|c| &c.last_name),
+        text(&|c| &c.email),
+        created_at,
+        integers(&|c| c.branch_id),
+        integers(&|c| c.version().0),
+        integers(&|c| i64::from(c.source_partition)),
+        integers(&|c| c.source_offset),
+        Value::from(created_known),
+    ];
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        &sql,
+        values,
+    ))
+    .await?;
+    // Every customer has an account, at zero until its first transaction.
+    const ACCOUNTS: &str = "INSERT INTO accounts (account_number, balance_cents, transaction_count) \
+        SELECT account_number, 0, 0 FROM UNNEST($1::text[]) AS u(account_number) \
+        ON CONFLICT (account_number) DO NOTHING";
+    let accounts = array_literal::text(customers.iter().map(|c| c.account_number.as_str()));
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        ACCOUNTS,
+        [Value::from(accounts)],
+    ))
+    .await?;
+    Ok(())
+}
+
 async fn existing_customers(
     txn: &DatabaseTransaction,
     accounts: &[String],
 ) -> Result<HashSet<String>, DbErr> {
-    let mut found = HashSet::new();
-    for chunk in accounts.chunks(MAX_PARAMS) {
-        let stmt = Query::select()
-            .column("account_number")
-            .from("customers")
-            .and_where(Expr::col("account_number").is_in(chunk.iter().cloned()))
-            .to_owned();
-        for row in txn.query_all(&stmt).await? {
-            found.insert(row.try_get::<String>("", "account_number")?);
-        }
+    if accounts.is_empty() {
+        return Ok(HashSet::new());
     }
-    Ok(found)
+    let rows = if txn.get_database_backend() == DbBackend::Postgres {
+        const SQL: &str =
+            "SELECT account_number FROM customers WHERE account_number = ANY($1::text[])";
+        txn.query_all_raw(any_of(SQL, accounts)).await?
+    } else {
+        let mut rows = Vec::new();
+        for chunk in accounts.chunks(MAX_PARAMS) {
+            let stmt = Query::select()
+                .column("account_number")
+                .from("customers")
+                .and_where(Expr::col("account_number").is_in(chunk.iter().cloned()))
+                .to_owned();
+            rows.extend(txn.query_all(&stmt).await?);
+        }
+        rows
+    };
+    rows.iter()
+        .map(|row| row.try_get::<String>("", "account_number"))
+        .collect()
 }
 
 /// Accounts with parked transactions whose customer is in the ledger after all (see
@@ -825,17 +967,31 @@ async fn take_parked(
     let mut accounts = accounts.to_vec();
     accounts.sort();
     accounts.dedup();
-    let mut rows = Vec::new();
-    for chunk in accounts.chunks(MAX_PARAMS) {
-        let delete = Query::delete()
-            .from_table("parked_transactions")
-            .and_where(Expr::col("account_number").is_in(chunk.iter().cloned()))
-            .returning(Query::returning().columns(tx_column_names()))
-            .to_owned();
-        for row in txn.query_all(&delete).await? {
-            rows.push(transaction_from_row(&row)?);
-        }
+    if accounts.is_empty() {
+        return Ok(Vec::new());
     }
+    let taken = if txn.get_database_backend() == DbBackend::Postgres {
+        let sql = format!(
+            "DELETE FROM parked_transactions WHERE account_number = ANY($1::text[]) RETURNING {}",
+            tx_column_names().join(", ")
+        );
+        txn.query_all_raw(any_of(&sql, &accounts)).await?
+    } else {
+        let mut taken = Vec::new();
+        for chunk in accounts.chunks(MAX_PARAMS) {
+            let delete = Query::delete()
+                .from_table("parked_transactions")
+                .and_where(Expr::col("account_number").is_in(chunk.iter().cloned()))
+                .returning(Query::returning().columns(tx_column_names()))
+                .to_owned();
+            taken.extend(txn.query_all(&delete).await?);
+        }
+        taken
+    };
+    let mut rows = taken
+        .iter()
+        .map(transaction_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
     rows.sort_by_key(|r| (r.source_partition, r.source_offset));
     Ok(rows)
 }
@@ -956,11 +1112,7 @@ async fn insert_transactions_unnest(
     mode: UnnestMode,
 ) -> Result<HashSet<String>, DbErr> {
     let names = tx_column_names().join(", ");
-    let arrays = (1..)
-        .zip(TX_COLUMNS)
-        .map(|(i, (_, ty))| format!("${i}::{ty}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let arrays = array_parameters(&TX_COLUMNS);
     let insert = format!("INSERT INTO transactions ({names}) SELECT * FROM UNNEST({arrays})");
     let sql = match mode {
         UnnestMode::Plain => insert,

@@ -1,7 +1,8 @@
 //! `Ledger::apply` against both backends: duplicates in a later batch are skipped without
 //! moving a balance (PostgreSQL's savepoint fallback), parked transactions are posted when
 //! their customer turns up through another writer (and by the timed sweep with no traffic), a
-//! stale share is fenced, and an older customer version never overwrites a newer one.
+//! stale share is fenced, an older customer version never overwrites a newer one, and awkward
+//! text and edge values round-trip through every statement.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -716,4 +717,145 @@ async fn sqlite_round_trips_awkward_text() {
 #[tokio::test]
 async fn postgres_round_trips_awkward_text() {
     awkward_text_round_trips(postgres().await).await;
+}
+
+/// Customers with awkward text in every text column, known and unknown creation times at the
+/// edges of the range and the extremes of the integer columns come back exactly, and parked
+/// transactions on awkward accounts are found again when their customers arrive, through this
+/// writer's batch and through another writer's.
+async fn customers_round_trip(db: DatabaseConnection) {
+    let at = |micros: i64| chrono::DateTime::from_timestamp_micros(micros);
+    let created = [
+        None,
+        at(0),
+        at(-62_135_596_800_000_000), // 0001-01-01
+        at(253_402_300_799_999_999), // 9999-12-31 23:59:59.999999
+        at(946_684_800_000_001),     // just after PostgreSQL's epoch
+        None,
+        at(1_700_000_000_123_456),
+        at(-1),
+    ];
+    let customers: Vec<CustomerRow> = AWKWARD
+        .iter()
+        .zip(created)
+        .enumerate()
+        .map(|(i, (text, created_at))| CustomerRow {
+            account_number: format!("C{text}"),
+            first_name: format!("{text}first"),
+            last_name: format!("last{text}"),
+            email: (*text).to_owned(),
+            created_at,
+            branch_id: [i64::MIN, i64::MAX, 0, -1][i % 4],
+            updated_at: None,
+            source_partition: [i32::MAX, 0][i % 2],
+            source_offset: i as i64,
+        })
+        .collect();
+    // Their transactions come first and are parked, half for a writer that will see the
+    // customers itself, half for one that will only find them in the database.
+    let mut early = Ledger::new("g");
+    let rows: Vec<TransactionRow> = customers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| deposit(&format!("p{i}"), &c.account_number, 10, i as i64))
+        .collect();
+    let n = rows.len() as i64;
+    let applied = early.apply(&db, &batch(&[], rows, None, n)).await.unwrap();
+    assert_eq!(applied.parked, n as u64);
+
+    let (mine, theirs) = customers.split_at(customers.len() / 2);
+    let applied = early
+        .apply(
+            &db,
+            &Batch {
+                customers: mine.to_vec(),
+                ..batch(&[], Vec::new(), Some(n), n + 1)
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        applied.posted.len(),
+        mine.len(),
+        "unparked with their customers"
+    );
+    let applied = Ledger::new("other")
+        .apply(
+            &db,
+            &Batch {
+                customers: theirs.to_vec(),
+                ..Batch::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        applied.posted.len(),
+        theirs.len(),
+        "unparked by another writer"
+    );
+    assert_eq!(
+        scalar(&db, "SELECT COUNT(*) FROM parked_transactions").await,
+        0
+    );
+    // A writer that has seen none of the customers finds them all in the database.
+    let later: Vec<TransactionRow> = customers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| deposit(&format!("q{i}"), &c.account_number, 5, i as i64))
+        .collect();
+    let applied = Ledger::new("fresh")
+        .apply(&db, &batch(&[], later, None, n))
+        .await
+        .unwrap();
+    assert_eq!((applied.posted.len() as i64, applied.parked), (n, 0));
+
+    let stored = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT account_number, first_name, last_name, email, created_at, branch_id, \
+             source_partition, source_offset FROM customers ORDER BY source_offset",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), customers.len());
+    for (row, c) in stored.iter().zip(&customers) {
+        let text: [String; 4] = std::array::from_fn(|i| row.try_get_by_index(i).unwrap());
+        assert_eq!(
+            text,
+            [
+                c.account_number.clone(),
+                c.first_name.clone(),
+                c.last_name.clone(),
+                c.email.clone()
+            ]
+        );
+        let created: Option<chrono::DateTime<chrono::Utc>> = row.try_get_by_index(4).unwrap();
+        assert_eq!(
+            created, c.created_at,
+            "created_at of {:?}",
+            c.account_number
+        );
+        assert_eq!(row.try_get_by_index::<i64>(5).unwrap(), c.branch_id);
+        assert_eq!(row.try_get_by_index::<i32>(6).unwrap(), c.source_partition);
+        assert_eq!(row.try_get_by_index::<i64>(7).unwrap(), c.source_offset);
+    }
+    assert_eq!(
+        scalar(
+            &db,
+            "SELECT CAST(SUM(balance_cents) AS BIGINT) FROM accounts"
+        )
+        .await,
+        15 * n
+    );
+}
+
+#[tokio::test]
+async fn sqlite_round_trips_customers() {
+    customers_round_trip(sqlite().await).await;
+}
+
+#[tokio::test]
+async fn postgres_round_trips_customers() {
+    customers_round_trip(postgres().await).await;
 }
