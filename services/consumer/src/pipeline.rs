@@ -757,24 +757,7 @@ impl Front {
                 }
                 control = source.control.recv() => match control {
                     Some(Control::Revoke { generation, done }) => {
-                        while let Ok(record) = source.records.try_recv() {
-                            batch.push(Arc::new(record));
-                        }
-                        let mut ending = split_for_revoke(&mut batch, generation);
-                        // Bounded as a whole: writers stuck on a database that does not answer
-                        // must not hold the group's rebalance (what is not written by then is
-                        // read again by the next owner; fencing keeps it exact).
-                        let commit = async {
-                            self.hand_over(&mut ending, source, true, to_writer).await?;
-                            to_writer.barrier().await;
-                            anyhow::Ok(())
-                        };
-                        match tokio::time::timeout(GRACE, commit).await {
-                            Ok(done) => done?,
-                            Err(_) => {
-                                tracing::warn!(?GRACE, "revoke: not everything was written in time");
-                            }
-                        }
+                        self.revoke(&mut batch, source, to_writer, generation).await?;
                         batch_bytes = batch.iter().map(|r| r.weight()).sum();
                         deadline = (!batch.is_empty()).then(tokio::time::Instant::now);
                         let _ = done.send(());
@@ -786,20 +769,7 @@ impl Front {
                         if batch.is_empty() {
                             deadline = Some(tokio::time::Instant::now() + wait);
                         }
-                        batch_bytes += record.weight();
-                        batch.push(Arc::new(record));
-                        // Everything already waiting joins this batch first.
-                        while batch.len() < self.settings.max_records
-                            && batch_bytes < self.settings.max_bytes
-                        {
-                            let Ok(record) = source.records.try_recv() else {
-                                break;
-                            };
-                            batch_bytes += record.weight();
-                            batch.push(Arc::new(record));
-                        }
-                        let full = batch.len() >= self.settings.max_records
-                            || batch_bytes >= self.settings.max_bytes;
+                        let full = self.gather(&mut batch, &mut batch_bytes, source, record);
                         if full || (group_commit && to_writer.have_room()) {
                             self.hand_over(&mut batch, source, false, to_writer).await?;
                             batch_bytes = 0;
@@ -823,6 +793,55 @@ impl Front {
                 }
             }
         }
+    }
+
+    /// Adds `record` to `batch`, then everything already waiting, up to the batch limits;
+    /// returns whether the batch is full.
+    fn gather(
+        &self,
+        batch: &mut Vec<Arc<Record>>,
+        batch_bytes: &mut usize,
+        source: &mut Source,
+        record: Record,
+    ) -> bool {
+        *batch_bytes += record.weight();
+        batch.push(Arc::new(record));
+        while batch.len() < self.settings.max_records && *batch_bytes < self.settings.max_bytes {
+            let Ok(record) = source.records.try_recv() else {
+                break;
+            };
+            *batch_bytes += record.weight();
+            batch.push(Arc::new(record));
+        }
+        batch.len() >= self.settings.max_records || *batch_bytes >= self.settings.max_bytes
+    }
+
+    /// Answers a revoke of `generation`: what is held of that generation, and whatever the
+    /// polling thread had already sent, is committed before the partitions go.
+    async fn revoke(
+        &self,
+        batch: &mut Vec<Arc<Record>>,
+        source: &mut Source,
+        to_writer: &Writers,
+        generation: u64,
+    ) -> anyhow::Result<()> {
+        while let Ok(record) = source.records.try_recv() {
+            batch.push(Arc::new(record));
+        }
+        let mut ending = split_for_revoke(batch, generation);
+        // Bounded as a whole: writers stuck on a database that does not answer must not hold
+        // the group's rebalance (what is not written by then is read again by the next owner;
+        // fencing keeps it exact).
+        let commit = async {
+            self.hand_over(&mut ending, source, true, to_writer).await?;
+            to_writer.barrier().await;
+            anyhow::Ok(())
+        };
+        match tokio::time::timeout(GRACE, commit).await {
+            Ok(done) => done?,
+            Err(_) => tracing::warn!(?GRACE, "revoke: not everything was written in time"),
+        }
+        Ok(())
     }
 
     fn source_ended(&self, stop: &Stop) -> anyhow::Result<()> {
