@@ -610,37 +610,55 @@ impl Writer {
                 backoff.reset();
                 continue;
             }
-            self.health.set_database(false);
-            self.metrics
-                .retries
-                .get_or_create(&crate::metrics::OperationLabel {
-                    operation: "apply".into(),
-                })
-                .inc();
-            if self.reseek.revoking() {
-                tracing::warn!(error = %error, "apply failed during a rebalance; the next owner reads the batch again");
+            if !self
+                .wait_to_retry(&error, &mut backoff, stopping_since)
+                .await
+            {
                 return Written::Dropped;
             }
-            let pause = backoff.next_pause();
-            tracing::warn!(error = %error, retry_in = ?pause, "apply failed; retrying");
-            if self.stop.is_requested() {
-                let since = *stopping_since.get_or_insert_with(Instant::now);
-                let left = GRACE.saturating_sub(since.elapsed());
-                if left.is_zero() {
-                    tracing::warn!(
-                        "stopping: giving up on what is not written; it will be consumed again"
-                    );
-                    return Written::Dropped;
-                }
-                tokio::time::sleep(pause.min(left)).await;
-                continue;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
-                _ = self.stop.requested() => {}
-                _ = self.reseek.revoke_started() => {}
-            }
         }
+    }
+
+    /// After a transient failure: counts it, then waits the backoff's next pause, cut short by
+    /// a stop or a revoke. False when the batch is to be given up: a rebalance is under way
+    /// (the next owner reads it again), or the stop's grace period is over.
+    async fn wait_to_retry(
+        &self,
+        error: &WriteError,
+        backoff: &mut Backoff,
+        stopping_since: &mut Option<Instant>,
+    ) -> bool {
+        self.health.set_database(false);
+        self.metrics
+            .retries
+            .get_or_create(&crate::metrics::OperationLabel {
+                operation: "apply".into(),
+            })
+            .inc();
+        if self.reseek.revoking() {
+            tracing::warn!(error = %error, "apply failed during a rebalance; the next owner reads the batch again");
+            return false;
+        }
+        let pause = backoff.next_pause();
+        tracing::warn!(error = %error, retry_in = ?pause, "apply failed; retrying");
+        if self.stop.is_requested() {
+            let since = *stopping_since.get_or_insert_with(Instant::now);
+            let left = GRACE.saturating_sub(since.elapsed());
+            if left.is_zero() {
+                tracing::warn!(
+                    "stopping: giving up on what is not written; it will be consumed again"
+                );
+                return false;
+            }
+            tokio::time::sleep(pause.min(left)).await;
+            return true;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = self.stop.requested() => {}
+            _ = self.reseek.revoke_started() => {}
+        }
+        true
     }
 
     /// Sends the refused events to their dead-letter topics (retrying; bounded when stopping)
