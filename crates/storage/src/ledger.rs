@@ -34,7 +34,7 @@ use crate::array_literal;
 pub use crate::error::{ApplyError, Item, Refusal};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, QueryResult,
-    SqlErr, Statement, TransactionTrait, Value,
+    SqlErr, Statement, StatementBuilder, TransactionTrait, Value,
 };
 
 /// A customer as the ledger stores it.
@@ -637,27 +637,18 @@ async fn stored_movements(
     ids: &[String],
 ) -> Result<HashMap<String, TransactionRow>, DbErr> {
     let mut found = HashMap::new();
-    if ids.is_empty() {
-        return Ok(found);
-    }
-    let rows = if txn.get_database_backend() == DbBackend::Postgres {
-        let sql = format!(
-            "SELECT {} FROM {table} WHERE transaction_id = ANY($1::text[])",
-            tx_column_names().join(", ")
-        );
-        txn.query_all_raw(any_of(&sql, ids)).await?
-    } else {
-        let mut rows = Vec::new();
-        for chunk in ids.chunks(MAX_PARAMS) {
-            let select = Query::select()
-                .columns(tx_column_names())
-                .from(sea_orm::sea_query::Alias::new(table))
-                .and_where(Expr::col("transaction_id").is_in(chunk.iter().cloned()))
-                .to_owned();
-            rows.extend(txn.query_all(&select).await?);
-        }
-        rows
-    };
+    let sql = format!(
+        "SELECT {} FROM {table} WHERE transaction_id = ANY($1::text[])",
+        tx_column_names().join(", ")
+    );
+    let rows = where_in(txn, &sql, ids, |chunk| {
+        Query::select()
+            .columns(tx_column_names())
+            .from(sea_orm::sea_query::Alias::new(table))
+            .and_where(Expr::col("transaction_id").is_in(chunk.iter().cloned()))
+            .to_owned()
+    })
+    .await?;
     for row in rows {
         let row = transaction_from_row(&row)?;
         found.insert(row.transaction_id.clone(), row);
@@ -665,13 +656,32 @@ async fn stored_movements(
     Ok(found)
 }
 
-/// PostgreSQL: `sql`, whose one parameter is `$1::text[]`, with `ids` bound as one array
-/// literal. Its text is the same whatever the number of ids, so each connection prepares and
-/// caches it once; a list of parameters (`IN ($1, ..., $30000)`) is a statement of its own for
-/// every length, each cached with its parameter types for the connection's life.
-fn any_of(sql: &str, ids: &[String]) -> Statement {
-    let ids = array_literal::text(ids.iter().map(String::as_str));
-    Statement::from_sql_and_values(DbBackend::Postgres, sql, [Value::from(ids)])
+/// The rows a statement selects (or deletes and returns) for a list of `values`. PostgreSQL
+/// runs `sql`, whose one parameter is `$1::text[]`, with the values bound as one array
+/// literal: its text is the same whatever the number of values, so each connection prepares
+/// and caches it once, where a list of parameters (`IN ($1, ..., $30000)`) is a statement of
+/// its own for every length, each cached with its parameter types for the connection's life.
+/// Other backends run `portable` per chunk under the bind-parameter limit.
+async fn where_in<S: StatementBuilder>(
+    txn: &DatabaseTransaction,
+    sql: &str,
+    values: &[String],
+    portable: impl Fn(&[String]) -> S,
+) -> Result<Vec<QueryResult>, DbErr> {
+    if values.is_empty() {
+        return Ok(Vec::new());
+    }
+    if txn.get_database_backend() == DbBackend::Postgres {
+        let list = array_literal::text(values.iter().map(String::as_str));
+        let statement =
+            Statement::from_sql_and_values(DbBackend::Postgres, sql, [Value::from(list)]);
+        return txn.query_all_raw(statement).await;
+    }
+    let mut rows = Vec::new();
+    for chunk in values.chunks(MAX_PARAMS) {
+        rows.extend(txn.query_all(&portable(chunk)).await?);
+    }
+    Ok(rows)
 }
 
 /// The stored next offsets of `group` for the given partitions (absent: never consumed).
@@ -831,7 +841,7 @@ async fn upsert_customers(
 }
 
 /// PostgreSQL: the customers as one array per column, in one statement of constant text (see
-/// [`any_of`]). The driver cannot bind an array holding NULL timestamps, so `created_at` goes
+/// [`where_in`]). The driver cannot bind an array holding NULL timestamps, so `created_at` goes
 /// with a placeholder where it is unknown and a flag array saying which are real.
 async fn upsert_customers_unnest(
     txn: &DatabaseTransaction,
@@ -912,25 +922,15 @@ async fn existing_customers(
     txn: &DatabaseTransaction,
     accounts: &[String],
 ) -> Result<HashSet<String>, DbErr> {
-    if accounts.is_empty() {
-        return Ok(HashSet::new());
-    }
-    let rows = if txn.get_database_backend() == DbBackend::Postgres {
-        const SQL: &str =
-            "SELECT account_number FROM customers WHERE account_number = ANY($1::text[])";
-        txn.query_all_raw(any_of(SQL, accounts)).await?
-    } else {
-        let mut rows = Vec::new();
-        for chunk in accounts.chunks(MAX_PARAMS) {
-            let stmt = Query::select()
-                .column("account_number")
-                .from("customers")
-                .and_where(Expr::col("account_number").is_in(chunk.iter().cloned()))
-                .to_owned();
-            rows.extend(txn.query_all(&stmt).await?);
-        }
-        rows
-    };
+    const SQL: &str = "SELECT account_number FROM customers WHERE account_number = ANY($1::text[])";
+    let rows = where_in(txn, SQL, accounts, |chunk| {
+        Query::select()
+            .column("account_number")
+            .from("customers")
+            .and_where(Expr::col("account_number").is_in(chunk.iter().cloned()))
+            .to_owned()
+    })
+    .await?;
     rows.iter()
         .map(|row| row.try_get::<String>("", "account_number"))
         .collect()
@@ -967,27 +967,18 @@ async fn take_parked(
     let mut accounts = accounts.to_vec();
     accounts.sort();
     accounts.dedup();
-    if accounts.is_empty() {
-        return Ok(Vec::new());
-    }
-    let taken = if txn.get_database_backend() == DbBackend::Postgres {
-        let sql = format!(
-            "DELETE FROM parked_transactions WHERE account_number = ANY($1::text[]) RETURNING {}",
-            tx_column_names().join(", ")
-        );
-        txn.query_all_raw(any_of(&sql, &accounts)).await?
-    } else {
-        let mut taken = Vec::new();
-        for chunk in accounts.chunks(MAX_PARAMS) {
-            let delete = Query::delete()
-                .from_table("parked_transactions")
-                .and_where(Expr::col("account_number").is_in(chunk.iter().cloned()))
-                .returning(Query::returning().columns(tx_column_names()))
-                .to_owned();
-            taken.extend(txn.query_all(&delete).await?);
-        }
-        taken
-    };
+    let sql = format!(
+        "DELETE FROM parked_transactions WHERE account_number = ANY($1::text[]) RETURNING {}",
+        tx_column_names().join(", ")
+    );
+    let taken = where_in(txn, &sql, &accounts, |chunk| {
+        Query::delete()
+            .from_table("parked_transactions")
+            .and_where(Expr::col("account_number").is_in(chunk.iter().cloned()))
+            .returning(Query::returning().columns(tx_column_names()))
+            .to_owned()
+    })
+    .await?;
     let mut rows = taken
         .iter()
         .map(transaction_from_row)

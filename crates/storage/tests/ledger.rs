@@ -753,12 +753,15 @@ async fn customers_round_trip(db: DatabaseConnection) {
         .collect();
     // Their transactions come first and are parked, half for a writer that will see the
     // customers itself, half for one that will only find them in the database.
+    let deposits = |prefix: &str, cents: i64| -> Vec<TransactionRow> {
+        customers
+            .iter()
+            .enumerate()
+            .map(|(i, c)| deposit(&format!("{prefix}{i}"), &c.account_number, cents, i as i64))
+            .collect()
+    };
     let mut early = Ledger::new("g");
-    let rows: Vec<TransactionRow> = customers
-        .iter()
-        .enumerate()
-        .map(|(i, c)| deposit(&format!("p{i}"), &c.account_number, 10, i as i64))
-        .collect();
+    let rows = deposits("p", 10);
     let n = rows.len() as i64;
     let applied = early.apply(&db, &batch(&[], rows, None, n)).await.unwrap();
     assert_eq!(applied.parked, n as u64);
@@ -799,13 +802,8 @@ async fn customers_round_trip(db: DatabaseConnection) {
         0
     );
     // A writer that has seen none of the customers finds them all in the database.
-    let later: Vec<TransactionRow> = customers
-        .iter()
-        .enumerate()
-        .map(|(i, c)| deposit(&format!("q{i}"), &c.account_number, 5, i as i64))
-        .collect();
     let applied = Ledger::new("fresh")
-        .apply(&db, &batch(&[], later, None, n))
+        .apply(&db, &batch(&[], deposits("q", 5), None, n))
         .await
         .unwrap();
     assert_eq!((applied.posted.len() as i64, applied.parked), (n, 0));
