@@ -1,8 +1,8 @@
 //! Command-line interface. Short flags keep the spelling of the original tutorial (`-b`, `-s`,
 //! `-t`, `-g`); every flag also reads an environment variable.
 
-use bank_runtime::kafka::KafkaArgs;
-use bank_runtime::registry::RegistryArgs;
+use bank_plumbing::kafka::KafkaArgs;
+use bank_plumbing::registry::RegistryArgs;
 
 #[derive(Debug, clap::Parser)]
 #[command(name = "consumer", version, about = "Consume bank events from Kafka")]
@@ -38,7 +38,7 @@ pub enum Command {
 
 /// Where events come from: the connection and the two topics.
 #[derive(Debug, Clone, clap::Args)]
-pub struct Source {
+pub struct Input {
     #[command(flatten)]
     pub kafka: KafkaArgs,
     #[command(flatten)]
@@ -54,7 +54,7 @@ pub struct Source {
 #[derive(Debug, Clone, clap::Args)]
 pub struct DumpArgs {
     #[command(flatten)]
-    pub source: Source,
+    pub input: Input,
     /// Stop after this many events (default: run until interrupted).
     #[arg(short = 'n', long)]
     pub count: Option<u64>,
@@ -69,7 +69,7 @@ pub struct DumpArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct ViewArgs {
     #[command(flatten)]
-    pub source: Source,
+    pub input: Input,
     /// Which stream to show.
     #[arg(value_enum, default_value = "transactions")]
     pub stream: crate::view::columns::Stream,
@@ -107,7 +107,7 @@ pub struct ViewArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct LakeArgs {
     #[command(flatten)]
-    pub source: Source,
+    pub input: Input,
     /// Consumer group (for lag monitoring: the lake's own files say where it resumes).
     #[arg(
         short = 'g',
@@ -170,7 +170,7 @@ pub struct DatabaseArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct LedgerArgs {
     #[command(flatten)]
-    pub source: Source,
+    pub input: Input,
     /// Consumer group; instances of one group share the partitions (branches).
     #[arg(
         short = 'g',
@@ -213,7 +213,7 @@ pub struct LedgerArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct SummaryArgs {
     #[command(flatten)]
-    pub source: Source,
+    pub input: Input,
     /// Consumer group; its checkpoint (state and offsets) is kept under this name.
     #[arg(
         short = 'g',
@@ -247,7 +247,7 @@ pub struct SummaryArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct LimitsArgs {
     #[command(flatten)]
-    pub source: Source,
+    pub input: Input,
     /// Consumer group; its checkpoint (balances and offsets) is kept under this name.
     #[arg(
         short = 'g',

@@ -4,14 +4,17 @@
 //! message is committed, so a poison message is never lost; after a crash at the wrong instant
 //! it may be dead-lettered twice (at-least-once), never zero times.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::future::try_join_all;
 use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::source::Record;
@@ -130,6 +133,30 @@ impl DeadLetters {
         Ok(())
     }
 
+    /// Reads the records at `wanted` (topic, partition, offset) back from Kafka, in order: a
+    /// batch lets its records' bytes go once decoded, and an event the database refuses later
+    /// must still be dead-lettered untouched. `None` for a record that is no longer in Kafka.
+    /// Rare (a refusal), so each call has a consumer of its own, outside any group.
+    pub async fn refetch(
+        &self,
+        wanted: &[(Arc<str>, i32, i64)],
+    ) -> Result<Vec<Option<Record>>, DeadLetterError> {
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut config = self.base.clone();
+        config
+            .set("group.id", "bankstream-dead-letter-refetch")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true")
+            .set("auto.offset.reset", "earliest");
+        let wanted = wanted.to_vec();
+        tokio::task::spawn_blocking(move || refetch_blocking(&config, &wanted))
+            .await
+            .map_err(|error| DeadLetterError::Transient(anyhow::anyhow!("refetch task: {error}")))?
+    }
+
     /// Sends every letter and waits until Kafka acknowledged all of them. A letter too large for
     /// the topic is sent again with its value cut to 64 KiB and a header giving the original
     /// size; an authorization failure is [`DeadLetterError::Fatal`].
@@ -206,6 +233,55 @@ impl DeadLetters {
             .map(|_| ())
             .map_err(|(error, _)| error)
     }
+}
+
+/// How long reading one record back may take before the attempt counts as failed (retried).
+const REFETCH_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn refetch_blocking(
+    config: &ClientConfig,
+    wanted: &[(Arc<str>, i32, i64)],
+) -> Result<Vec<Option<Record>>, DeadLetterError> {
+    let transient = |what: &str, error: KafkaError| {
+        DeadLetterError::Transient(anyhow::Error::new(error).context(what.to_owned()))
+    };
+    let consumer: BaseConsumer = config
+        .create()
+        .map_err(|e| transient("creating the refetch consumer", e))?;
+    let mut found = Vec::with_capacity(wanted.len());
+    for (topic, partition, offset) in wanted {
+        let at = format!("{topic}[{partition}]@{offset}");
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+            .and_then(|()| consumer.assign(&tpl))
+            .map_err(|e| transient(&format!("reading {at} back"), e))?;
+        let deadline = Instant::now() + REFETCH_TIMEOUT;
+        let record = loop {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return Err(DeadLetterError::Transient(anyhow::anyhow!(
+                    "reading {at} back from Kafka timed out"
+                )));
+            };
+            match consumer.poll(left) {
+                Some(Ok(message))
+                    if message.topic() == &**topic && message.partition() == *partition =>
+                {
+                    if message.offset() == *offset {
+                        break Some(Record::of_message(topic.clone(), &message));
+                    }
+                    // Past it: deleted by retention, the position reset to the earliest.
+                    if message.offset() > *offset {
+                        break None;
+                    }
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => break None,
+                Some(Err(error)) => return Err(transient(&format!("reading {at} back"), error)),
+                Some(Ok(_)) | None => {}
+            }
+        };
+        found.push(record);
+    }
+    Ok(found)
 }
 
 fn classify(error: KafkaError, record: &Record) -> DeadLetterError {

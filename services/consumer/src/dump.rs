@@ -12,17 +12,17 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use crate::cli::DumpArgs;
 
 pub async fn run(args: DumpArgs) -> anyhow::Result<()> {
-    let source = &args.source;
-    let registry = Registry::new(&source.registry.registry_config()?)?;
+    let input = &args.input;
+    let registry = Registry::new(&input.registry.registry_config()?)?;
     let decoder = Decoder::new(registry.into());
     // A throwaway group that commits nothing: dumping never moves anyone's offsets.
     let group = format!("bank-dump-{}", uuid::Uuid::new_v4());
     let consumer: StreamConsumer =
-        bank_runtime::kafka::manual_commit_consumer_config(&source.kafka, &group)?
+        bank_plumbing::kafka::manual_commit_consumer_config(&input.kafka, &group)?
             .create()
             .context("creating the Kafka consumer")?;
     consumer
-        .subscribe(&[&source.transactions_topic, &source.customers_topic])
+        .subscribe(&[&input.transactions_topic, &input.customers_topic])
         .context("subscribing")?;
 
     let mut seen = 0u64;
@@ -41,7 +41,7 @@ pub async fn run(args: DumpArgs) -> anyhow::Result<()> {
         let message = message.context("reading from Kafka")?;
         let bytes = message.payload().unwrap_or_default();
         let topic = message.topic();
-        let rendered = if topic == source.transactions_topic {
+        let rendered = if topic == input.transactions_topic {
             decoder
                 .decode::<Transaction>(bytes)
                 .await
@@ -63,7 +63,7 @@ pub async fn run(args: DumpArgs) -> anyhow::Result<()> {
         }
         seen += 1;
     };
-    bank_runtime::kafka::close_consumer(consumer, Duration::from_secs(10)).await;
+    bank_plumbing::kafka::close_consumer(consumer, Duration::from_secs(10)).await;
     result
 }
 

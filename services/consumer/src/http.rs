@@ -31,7 +31,7 @@ pub async fn bind(
     registry: Registry,
     metrics: Metrics,
     extra: Router,
-    stop: bank_runtime::shutdown::Stop,
+    stop: bank_plumbing::shutdown::Stop,
 ) -> anyhow::Result<(SocketAddr, impl Future<Output = ()>)> {
     let state = AppState {
         health,

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use bank_runtime::shutdown::Stop;
+use bank_plumbing::shutdown::Stop;
 use bank_storage::ledger::{Applied, Ledger, parked_count};
 use sea_orm::{DatabaseConnection, DbBackend};
 
@@ -102,7 +102,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let args = &self.args;
         self.stop.on_signal();
-        let source_args = &args.source;
+        let input = &args.input;
         let offsets = Box::new(DatabaseOffsets::new(self.db.clone(), &args.group));
         let tuples = Arc::new(Mutex::new(TupleLog::open(if args.no_tuple_log {
             None
@@ -120,19 +120,19 @@ impl Application {
                 ledger: Ledger::new(&args.group),
                 tuples: tuples.clone(),
                 metrics: self.metrics.clone(),
-                transactions_topic: source_args.transactions_topic.clone(),
-                customers_topic: source_args.customers_topic.clone(),
+                transactions_topic: input.transactions_topic.clone(),
+                customers_topic: input.customers_topic.clone(),
             })
             .collect();
         crate::role::consume(crate::role::Consumption {
-            source: source_args.clone(),
+            input: input.clone(),
             group: args.group.clone(),
             subscription: Subscription {
                 topics: vec![
-                    source_args.transactions_topic.clone(),
-                    source_args.customers_topic.clone(),
+                    input.transactions_topic.clone(),
+                    input.customers_topic.clone(),
                 ],
-                first: Some(source_args.customers_topic.clone()),
+                first: Some(input.customers_topic.clone()),
                 capacity: args.batch_size * 2,
                 // Records in flight, from the poll to their commit, weighed with their decoded
                 // rows: the batch the writers are committing and the next one, gathered and

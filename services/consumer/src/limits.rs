@@ -84,7 +84,7 @@ pub async fn run(args: LimitsArgs) -> anyhow::Result<()> {
         alerts_counter.clone(),
     );
 
-    let schema_registry = Arc::new(Registry::new(&args.source.registry.registry_config()?)?);
+    let schema_registry = Arc::new(Registry::new(&args.input.registry.registry_config()?)?);
     let alert_schema = schema_registry
         .register::<LimitAlert>(&args.alerts_topic)
         .await
@@ -119,7 +119,7 @@ pub async fn run(args: LimitsArgs) -> anyhow::Result<()> {
         )
     };
 
-    let mut producer_config = bank_runtime::kafka::idempotent_producer_config(&args.source.kafka)?;
+    let mut producer_config = bank_plumbing::kafka::idempotent_producer_config(&args.input.kafka)?;
     producer_config.set("message.timeout.ms", "30000");
     let offsets = Box::new(book.offsets());
     let sink = LimitsSink {
@@ -144,7 +144,7 @@ pub async fn run(args: LimitsArgs) -> anyhow::Result<()> {
     sink.refresh_breaches().await;
     frame
         .run(
-            args.source,
+            args.input,
             args.group,
             args.http_addr,
             routes,
@@ -262,7 +262,7 @@ async fn reported_positions(
     marks: &HashMap<i32, i64>,
     limit_cents: i64,
 ) -> anyhow::Result<HashSet<(u32, i64)>> {
-    let mut config = args.source.kafka.client_config()?;
+    let mut config = args.input.kafka.client_config()?;
     config
         .set("group.id", format!("{}-alerts-reader", args.group))
         .set("enable.auto.commit", "false");

@@ -16,8 +16,8 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn async_main() -> std::process::ExitCode {
-    bank_runtime::telemetry::init();
-    bank_runtime::telemetry::exit_on_panic();
+    bank_plumbing::telemetry::init();
+    bank_plumbing::telemetry::exit_on_panic();
     let cli = consumer::cli::Cli::parse();
     match consumer::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

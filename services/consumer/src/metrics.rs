@@ -164,7 +164,7 @@ impl Metrics {
         // One label lookup per topic of the batch, not per event.
         let mut by_topic: std::collections::HashMap<&str, Histogram> = Default::default();
         for position in positions {
-            let Some(at) = position.record.timestamp_ms else {
+            let Some(at) = position.timestamp_ms else {
                 continue;
             };
             let histogram = by_topic.entry(position.topic()).or_insert_with(|| {

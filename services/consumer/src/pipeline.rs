@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use bank_contract::pb::{Customer, Transaction, TransactionKind};
 use bank_contract::{Decoder, validate};
-use bank_runtime::backoff::Backoff;
-use bank_runtime::shutdown::Stop;
+use bank_plumbing::backoff::Backoff;
+use bank_plumbing::shutdown::Stop;
 use bank_storage::ledger::{ApplyError, Batch, CustomerRow, OffsetSpan, TransactionRow};
 use chrono::{DateTime, Utc};
 use rdkafka::consumer::{CommitMode, Consumer};
@@ -29,22 +29,70 @@ use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::source::{Control, PartitionKey, Record, Reseek, Source};
 
-/// Where a decoded event was read from, and the record itself (shared, not copied), so that a
-/// writer can still dead-letter it untouched when the database refuses it.
-#[derive(Debug, Clone)]
+/// Where a decoded event was read from, and its claim on the in-flight budget.
+///
+/// Until the batch is decoded it also holds the record (shared with the batch); once decoded,
+/// [`Decoded::release_records`] lets the record's bytes go: at full speed the records in flight
+/// were about a third of the consumer's memory, and only an event the database refuses needs
+/// them again, which the dead-letter path then reads back from Kafka
+/// ([`DeadLetters::refetch`]).
+#[derive(Debug)]
 pub struct Position {
+    pub topic: Arc<str>,
     pub partition: i32,
     pub offset: i64,
-    pub record: Arc<Record>,
+    /// The message's Kafka timestamp, in ms since the epoch.
+    pub timestamp_ms: Option<i64>,
+    held: Held,
+}
+
+#[derive(Debug)]
+enum Held {
+    Record(Arc<Record>),
+    /// The record's share of the byte budget, given back when the position is dropped.
+    Budget {
+        _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    },
 }
 
 impl Position {
+    fn of(record: &Arc<Record>) -> Position {
+        Position {
+            topic: record.topic.clone(),
+            partition: record.partition,
+            offset: record.offset,
+            timestamp_ms: record.timestamp_ms,
+            held: Held::Record(record.clone()),
+        }
+    }
+
     pub fn topic(&self) -> &str {
-        &self.record.topic
+        &self.topic
     }
 
     pub fn key(&self) -> PartitionKey {
-        (self.record.topic.to_string(), self.partition)
+        (self.topic.to_string(), self.partition)
+    }
+
+    /// The record, if it is still held.
+    fn record(&self) -> Option<&Arc<Record>> {
+        match &self.held {
+            Held::Record(record) => Some(record),
+            Held::Budget { .. } => None,
+        }
+    }
+
+    /// Gives up the record, keeping its budget, if nothing else shares it.
+    fn release(&mut self) {
+        self.held = match std::mem::replace(&mut self.held, Held::Budget { _permit: None }) {
+            Held::Record(shared) => match Arc::try_unwrap(shared) {
+                Ok(mut owned) => Held::Budget {
+                    _permit: owned.budget.take(),
+                },
+                Err(shared) => Held::Record(shared),
+            },
+            budget => budget,
+        };
     }
 }
 
@@ -75,19 +123,59 @@ pub struct Decoded {
     last_covered: Option<PartitionKey>,
 }
 
-/// The dead letter of a refused event of `decoded`.
-fn letter(decoded: &Decoded, refusal: &bank_storage::ledger::Refusal) -> Option<DeadLetter> {
+/// The dead letters of the events of `decoded` the database refused, with their records read
+/// back from Kafka where the batch no longer holds them.
+async fn refused_letters(
+    decoded: &Decoded,
+    refusals: &[bank_storage::ledger::Refusal],
+    dead_letters: &DeadLetters,
+) -> Result<Vec<DeadLetter>, DeadLetterError> {
     use bank_storage::ledger::Item;
-    let position = match refusal.item {
-        Item::Customer(i) => decoded.customer_positions.get(i)?,
-        Item::Transaction(i) => decoded.transaction_positions.get(i)?,
-    };
-    Some(DeadLetter {
-        record: position.record.clone(),
-        reason_kind: refusal.kind,
-        reason: refusal.message.clone(),
-        code: refusal.code.clone(),
-    })
+    let refused: Vec<(&Position, &bank_storage::ledger::Refusal)> = refusals
+        .iter()
+        .filter_map(|refusal| {
+            let position = match refusal.item {
+                Item::Customer(i) => decoded.customer_positions.get(i)?,
+                Item::Transaction(i) => decoded.transaction_positions.get(i)?,
+            };
+            Some((position, refusal))
+        })
+        .collect();
+    let released: Vec<(Arc<str>, i32, i64)> = refused
+        .iter()
+        .filter(|(position, _)| position.record().is_none())
+        .map(|(p, _)| (p.topic.clone(), p.partition, p.offset))
+        .collect();
+    let mut fetched = dead_letters.refetch(&released).await?.into_iter();
+    let mut letters = Vec::with_capacity(refused.len());
+    for (position, refusal) in refused {
+        let (record, reason) = match position.record() {
+            Some(record) => (record.clone(), refusal.message.clone()),
+            None => match fetched.next().flatten() {
+                Some(record) => (Arc::new(record), refusal.message.clone()),
+                // Gone from Kafka (retention) in the seconds since it was read: the letter
+                // still says what was refused and where, without the original bytes.
+                None => (
+                    Arc::new(Record::bare(
+                        position.topic.clone(),
+                        position.partition,
+                        position.offset,
+                    )),
+                    format!(
+                        "{} (the original record is no longer in Kafka)",
+                        refusal.message
+                    ),
+                ),
+            },
+        };
+        letters.push(DeadLetter {
+            record,
+            reason_kind: refusal.kind,
+            reason,
+            code: refusal.code.clone(),
+        });
+    }
+    Ok(letters)
 }
 
 /// Keeps the items of `items` whose index is not in `drop`.
@@ -125,6 +213,17 @@ impl Decoded {
         self.customer_positions
             .iter()
             .chain(&self.transaction_positions)
+    }
+
+    /// Lets the records' bytes go once the batch that shared them is gone (see [`Position`]).
+    fn release_records(&mut self) {
+        for position in self
+            .customer_positions
+            .iter_mut()
+            .chain(&mut self.transaction_positions)
+        {
+            position.release();
+        }
     }
 
     /// Drops refused events; their offsets stay covered (they are dead-lettered).
@@ -670,9 +769,15 @@ impl Writer {
         refusals: Vec<bank_storage::ledger::Refusal>,
         stopping_since: &mut Option<Instant>,
     ) -> Result<bool, String> {
-        let letters: Vec<DeadLetter> = refusals.iter().filter_map(|r| letter(decoded, r)).collect();
         let mut backoff = Backoff::default();
-        while let Err(error) = self.dead_letters.send_all(&letters).await {
+        let letters = loop {
+            let error = match refused_letters(decoded, &refusals, &self.dead_letters).await {
+                Ok(letters) => match self.dead_letters.send_all(&letters).await {
+                    Ok(()) => break letters,
+                    Err(error) => error,
+                },
+                Err(error) => error,
+            };
             if let DeadLetterError::Fatal(why) = error {
                 return Err(why);
             }
@@ -684,7 +789,7 @@ impl Writer {
                 return Ok(false);
             }
             tokio::time::sleep(pause).await;
-        }
+        };
         for letter in &letters {
             tracing::warn!(
                 topic = &*letter.record.topic,
@@ -938,6 +1043,9 @@ impl Front {
                 }
             }
         }
+        drop((records, poison));
+        let mut decoded = decoded;
+        decoded.iter_mut().for_each(Decoded::release_records);
         to_writer.send(decoded).await
     }
 
@@ -971,11 +1079,7 @@ impl Front {
         for record in records {
             let decoded = &mut parts[record.partition.unsigned_abs() as usize % writers];
             decoded.cover(record);
-            let position = Position {
-                partition: record.partition,
-                offset: record.offset,
-                record: record.clone(),
-            };
+            let position = Position::of(record);
             let bytes = record.payload.as_deref().unwrap_or_default();
             let outcome = if *record.topic == *self.settings.transactions_topic {
                 match self.decoder.decode::<Transaction>(bytes).await {
@@ -1034,17 +1138,9 @@ mod tests {
 
     fn record(partition: i32, offset: i64, expected: Option<i64>, generation: u64) -> Record {
         Record {
-            topic: "t".into(),
-            partition,
-            offset,
-            key: None,
-            payload: None,
-            headers: Vec::new(),
-            timestamp_ms: None,
             expected,
-            from_seek: false,
             generation,
-            budget: None,
+            ..Record::bare("t".into(), partition, offset)
         }
     }
 

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bank_contract::{Decoder, Registry};
-use bank_runtime::shutdown::Stop;
+use bank_plumbing::shutdown::Stop;
 
-use crate::cli::Source;
+use crate::cli::Input;
 use crate::dead_letter::DeadLetters;
 use crate::health::Health;
 use crate::metrics::Metrics;
@@ -16,7 +16,7 @@ use crate::pipeline::{BatchSettings, Pipeline, Sink};
 use crate::source::{self, OffsetStore, Subscription};
 
 pub struct Consumption<S: Sink> {
-    pub source: Source,
+    pub input: Input,
     pub group: String,
     pub subscription: Subscription,
     pub offsets: Box<dyn OffsetStore>,
@@ -32,7 +32,7 @@ pub struct Consumption<S: Sink> {
 
 /// Consumes until `stop` is requested; returns the sinks.
 pub async fn consume<S: Sink + 'static>(role: Consumption<S>) -> anyhow::Result<Vec<S>> {
-    let registry = Registry::new(&role.source.registry.registry_config()?)?;
+    let registry = Registry::new(&role.input.registry.registry_config()?)?;
     // A wrong URL or refused credentials fail at once, naming the URL; a registry that is merely
     // not up yet is waited for by the decoder, which pauses on schema ids it has not seen.
     match registry.probe().await {
@@ -44,10 +44,10 @@ pub async fn consume<S: Sink + 'static>(role: Consumption<S>) -> anyhow::Result<
     }
     let decoder = Arc::new(Decoder::new(Arc::new(registry)));
     let kafka_config =
-        bank_runtime::kafka::manual_commit_consumer_config(&role.source.kafka, &role.group)?;
+        bank_plumbing::kafka::manual_commit_consumer_config(&role.input.kafka, &role.group)?;
     // Before consuming: a dead-letter topic that is missing and cannot be created is refused
     // now, not discovered at the first poison message.
-    let dead_letters = DeadLetters::new(&role.source.kafka.client_config()?)?;
+    let dead_letters = DeadLetters::new(&role.input.kafka.client_config()?)?;
     dead_letters
         .ensure_topics(&role.subscription.topics)
         .await?;
@@ -65,8 +65,8 @@ pub async fn consume<S: Sink + 'static>(role: Consumption<S>) -> anyhow::Result<
             max_records: role.batch_size,
             max_bytes: role.batch_bytes,
             linger: role.batch_linger,
-            transactions_topic: role.source.transactions_topic.clone(),
-            customers_topic: role.source.customers_topic.clone(),
+            transactions_topic: role.input.transactions_topic.clone(),
+            customers_topic: role.input.customers_topic.clone(),
         },
         decoder,
         dead_letters,
@@ -119,7 +119,7 @@ impl Analytics {
     /// `sink` until stopped.
     pub async fn run<S: Sink + 'static>(
         self,
-        source: Source,
+        input: Input,
         group: String,
         http_addr: std::net::SocketAddr,
         routes: axum::Router,
@@ -138,12 +138,12 @@ impl Analytics {
         let http = tokio::spawn(server);
         consume(Consumption {
             subscription: Subscription {
-                topics: vec![source.transactions_topic.clone()],
+                topics: vec![input.transactions_topic.clone()],
                 first: None,
                 capacity: 10_000,
                 in_flight_bytes: 64 << 20,
             },
-            source,
+            input,
             group,
             offsets,
             // One writer: the role's state spans every partition.

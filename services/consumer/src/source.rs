@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use bank_runtime::backoff::Backoff;
+use bank_plumbing::backoff::Backoff;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
@@ -68,10 +68,40 @@ pub struct Record {
 }
 
 impl Record {
+    /// A record of which only the position is known: its key, value and headers are absent.
+    pub fn bare(topic: Arc<str>, partition: i32, offset: i64) -> Record {
+        Record {
+            topic,
+            partition,
+            offset,
+            key: None,
+            payload: None,
+            headers: Vec::new(),
+            timestamp_ms: None,
+            expected: None,
+            from_seek: false,
+            generation: 0,
+            budget: None,
+        }
+    }
+
+    /// A message read outside the group consumer (see [`crate::dead_letter::DeadLetters::refetch`]).
+    pub fn of_message(topic: Arc<str>, message: &BorrowedMessage<'_>) -> Record {
+        Record {
+            key: message.key().map(<[u8]>::to_vec),
+            payload: message.payload().map(<[u8]>::to_vec),
+            headers: headers_of(message),
+            timestamp_ms: message.timestamp().to_millis(),
+            ..Record::bare(topic, message.partition(), message.offset())
+        }
+    }
+
     /// What the record weighs against the byte budget: an estimate of the memory it holds until
     /// it is committed. The record itself (its bytes and about 250 bytes of structure) and, once
     /// decoded, its row (its strings are about as long as the encoded message, plus about 250
-    /// bytes of structure); measured with heaptrack, see the README's memory section.
+    /// bytes of structure); measured with heaptrack, see the README's memory section. Both are
+    /// alive while the batch is decoded; after that the record's bytes go (see
+    /// `pipeline::Position`), so the estimate errs on the safe side.
     pub fn weight(&self) -> usize {
         let bytes = self.topic.len()
             + self.key.as_ref().map_or(0, Vec::len)
@@ -508,7 +538,7 @@ fn positions(
 
 /// A message's headers, read without rdkafka's accessor, which panics on a header name that is
 /// not UTF-8 (any client can write one).
-fn headers_of(message: &BorrowedMessage<'_>) -> Vec<(String, Option<Vec<u8>>)> {
+pub(crate) fn headers_of(message: &BorrowedMessage<'_>) -> Vec<(String, Option<Vec<u8>>)> {
     use rdkafka::bindings as rd;
     let mut headers = Vec::new();
     // SAFETY: `message` is alive for the whole block and owns its header list; librdkafka
@@ -559,7 +589,7 @@ pub struct Source {
     reseek: Arc<AtomicU64>,
     revoking: tokio::sync::watch::Receiver<bool>,
     thread: std::thread::JoinHandle<()>,
-    stop: bank_runtime::shutdown::Stop,
+    stop: bank_plumbing::shutdown::Stop,
 }
 
 /// A handle writers use to ask for a re-seek after a fenced write.
@@ -619,7 +649,7 @@ pub fn start(
     offsets: Box<dyn OffsetStore>,
     health: Arc<Health>,
     metrics: Metrics,
-    stop: bank_runtime::shutdown::Stop,
+    stop: bank_plumbing::shutdown::Stop,
 ) -> anyhow::Result<Source> {
     // Range assignment gives one instance the same partition number of both topics, so a
     // branch's customers and transactions meet in the same process.
@@ -723,7 +753,7 @@ impl Source {
         }
         match Arc::try_unwrap(self.consumer) {
             Ok(consumer) => {
-                bank_runtime::kafka::close_consumer(consumer, Duration::from_secs(10)).await;
+                bank_plumbing::kafka::close_consumer(consumer, Duration::from_secs(10)).await;
             }
             Err(_) => {
                 tracing::warn!("consumer still shared at shutdown; leaving it to the process exit")
@@ -740,7 +770,7 @@ fn poll_loop(
     consumer: &GroupConsumer,
     records: mpsc::Sender<Record>,
     runtime: &tokio::runtime::Handle,
-    stop: &bank_runtime::shutdown::Stop,
+    stop: &bank_plumbing::shutdown::Stop,
 ) {
     let context = consumer.context();
     let mut stalled = Duration::ZERO;
@@ -795,7 +825,7 @@ fn hand_over(
     records: &mpsc::Sender<Record>,
     budget: &Arc<tokio::sync::Semaphore>,
     runtime: &tokio::runtime::Handle,
-    stop: &bank_runtime::shutdown::Stop,
+    stop: &bank_plumbing::shutdown::Stop,
     stalled: &mut Duration,
 ) -> bool {
     loop {

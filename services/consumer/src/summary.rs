@@ -120,7 +120,7 @@ pub async fn run(args: SummaryArgs) -> anyhow::Result<()> {
     sink.publish(&[])?;
     frame
         .run(
-            args.source,
+            args.input,
             args.group,
             args.http_addr,
             routes,

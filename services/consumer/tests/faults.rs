@@ -133,7 +133,7 @@ async fn a_panicking_writer_ends_the_process_at_once_with_a_failure_code() {
     let stderr = read(&log);
     assert_eq!(
         code,
-        Some(bank_runtime::telemetry::PANIC_EXIT_CODE),
+        Some(bank_plumbing::telemetry::PANIC_EXIT_CODE),
         "a panic is a failure: {stderr}"
     );
     let errors: Vec<_> = stderr.lines().filter(|l| l.contains("ERROR")).collect();

@@ -6,6 +6,7 @@ mod support;
 
 use std::time::Duration;
 
+use bank_contract::Event;
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -111,6 +112,13 @@ async fn the_same_id_for_another_movement_is_dead_lettered_and_counted() {
     assert_eq!(letters[0].source_offset, 1);
     assert_eq!(letters[0].kind, "conflicting-duplicate");
     assert!(letters[0].message.contains("999"), "{letters:?}");
+    // The batch let the record's bytes go once decoded: the letter reads them back from Kafka.
+    assert_eq!(letters[0].key, other.key().as_bytes(), "key untouched");
+    assert_eq!(
+        letters[0].value,
+        raw.framed_transaction(&other),
+        "value untouched"
+    );
     assert_eq!(
         ledger.metric("bank_conflicting_duplicates_total").await,
         Some(1.0)

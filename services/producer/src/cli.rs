@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bank_runtime::kafka::KafkaArgs;
-use bank_runtime::registry::RegistryArgs;
+use bank_plumbing::kafka::KafkaArgs;
+use bank_plumbing::registry::RegistryArgs;
 
 use crate::pacing::Pace;
 use crate::synthetic::GeneratorConfig;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use bank_runtime::shutdown::Stop;
+use bank_plumbing::shutdown::Stop;
 
 use crate::cli::GenerateArgs;
 use crate::output::Output;

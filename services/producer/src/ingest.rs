@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bank_contract::pb::{Customer, Transaction};
-use bank_runtime::shutdown::Stop;
+use bank_plumbing::shutdown::Stop;
 use csv::{ByteRecord, StringRecord};
 
 use crate::cli::CsvArgs;

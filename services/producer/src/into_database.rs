@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bank_contract::money;
 use bank_contract::pb::{Customer, Transaction, TransactionKind};
-use bank_runtime::shutdown::Stop;
+use bank_plumbing::shutdown::Stop;
 use bank_storage::connect::Backend;
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, Value};

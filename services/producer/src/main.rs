@@ -2,8 +2,8 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    bank_runtime::telemetry::init();
-    bank_runtime::telemetry::exit_on_panic();
+    bank_plumbing::telemetry::init();
+    bank_plumbing::telemetry::exit_on_panic();
     let cli = producer::cli::Cli::parse();
     match producer::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

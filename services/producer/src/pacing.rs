@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use bank_runtime::shutdown::Stop;
+use bank_plumbing::shutdown::Stop;
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 

@@ -148,7 +148,7 @@ impl Publisher {
         let customer_partitions = ensure_topic(&base, &dest.customers_topic, layout).await?;
         let transaction_partitions = ensure_topic(&base, &dest.transactions_topic, layout).await?;
 
-        let mut config = bank_runtime::kafka::idempotent_producer_config(&dest.kafka)?;
+        let mut config = bank_plumbing::kafka::idempotent_producer_config(&dest.kafka)?;
         // Throughput defaults; anything here can be overridden with --kafka-config.
         for (key, value) in [
             ("linger.ms", "10"),
@@ -160,7 +160,7 @@ impl Publisher {
                 config.set(key, value);
             }
         }
-        tracing::debug!(config = %bank_runtime::kafka::describe(&config), "producer settings");
+        tracing::debug!(config = %bank_plumbing::kafka::describe(&config), "producer settings");
         let producer: BaseProducer<DeliveryTracker> = config
             .create_with_context(DeliveryTracker::default())
             .context("creating the Kafka producer")?;

@@ -31,7 +31,7 @@ pub async fn run(args: SampleArgs) -> anyhow::Result<()> {
         "schemas registered"
     );
 
-    let producer: FutureProducer = bank_runtime::kafka::idempotent_producer_config(&dest.kafka)?
+    let producer: FutureProducer = bank_plumbing::kafka::idempotent_producer_config(&dest.kafka)?
         .set(
             "message.timeout.ms",
             DELIVERY_TIMEOUT.as_millis().to_string(),

@@ -66,10 +66,10 @@ pub struct Received {
 pub async fn read_back(tx_topic: &str, customer_topic: &str, count: usize) -> Vec<Received> {
     let registry = Arc::new(Registry::new(&RegistryConfig::new(registry_url())).unwrap());
     let decoder = Decoder::new(registry);
-    let kafka = bank_runtime::kafka::KafkaArgs::with_bootstrap(bootstrap());
+    let kafka = bank_plumbing::kafka::KafkaArgs::with_bootstrap(bootstrap());
     let group = format!("test-reader-{}", uuid::Uuid::new_v4().simple());
     let consumer: StreamConsumer =
-        bank_runtime::kafka::manual_commit_consumer_config(&kafka, &group)
+        bank_plumbing::kafka::manual_commit_consumer_config(&kafka, &group)
             .unwrap()
             .create()
             .unwrap();
@@ -101,7 +101,7 @@ pub async fn read_back(tx_topic: &str, customer_topic: &str, count: usize) -> Ve
             event,
         });
     }
-    assert!(bank_runtime::kafka::close_consumer(consumer, Duration::from_secs(30)).await);
+    assert!(bank_plumbing::kafka::close_consumer(consumer, Duration::from_secs(30)).await);
     received
         .sort_by(|a, b| (&a.topic, a.partition, a.offset).cmp(&(&b.topic, b.partition, b.offset)));
     received

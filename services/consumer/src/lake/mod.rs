@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use bank_runtime::shutdown::Stop;
+use bank_plumbing::shutdown::Stop;
 use prometheus_client::metrics::counter::Counter;
 
 use crate::cli::LakeArgs;
@@ -68,10 +68,10 @@ pub async fn run(args: LakeArgs) -> anyhow::Result<()> {
     )
     .await?;
     let http = tokio::spawn(server);
-    let source = args.source.clone();
+    let input = args.input.clone();
     let tables = vec![
-        (source.transactions_topic.clone(), Table::Transactions),
-        (source.customers_topic.clone(), Table::Customers),
+        (input.transactions_topic.clone(), Table::Transactions),
+        (input.customers_topic.clone(), Table::Customers),
     ];
     let offsets = Box::new(LakeOffsets {
         store: store.clone(),
@@ -96,14 +96,14 @@ pub async fn run(args: LakeArgs) -> anyhow::Result<()> {
     crate::role::consume(crate::role::Consumption {
         subscription: Subscription {
             topics: vec![
-                source.transactions_topic.clone(),
-                source.customers_topic.clone(),
+                input.transactions_topic.clone(),
+                input.customers_topic.clone(),
             ],
             first: None,
             capacity: 40_000,
             in_flight_bytes: 3 * (16 << 20),
         },
-        source,
+        input,
         group: args.group,
         offsets,
         // One writer: Parquet encoding is fast, and one writer keeps every partition's files
@@ -364,7 +364,7 @@ impl Sink for LakeSink {
                 .push(RowRef::Transaction(row));
         }
         for (row, position) in batch.events.customers.iter().zip(&batch.customer_positions) {
-            let at = position.record.timestamp_ms;
+            let at = position.timestamp_ms;
             rows.entry((position.topic(), position.partition))
                 .or_default()
                 .push(RowRef::Customer(row, at));

@@ -67,22 +67,22 @@ impl Query {
 pub async fn run(args: ViewArgs) -> anyhow::Result<()> {
     let mut query = Query::parse(&args)?;
     let topic = match query.stream {
-        Stream::Transactions => args.source.transactions_topic.clone(),
-        Stream::Customers => args.source.customers_topic.clone(),
+        Stream::Transactions => args.input.transactions_topic.clone(),
+        Stream::Customers => args.input.customers_topic.clone(),
     };
-    let registry = Registry::new(&args.source.registry.registry_config()?)?;
+    let registry = Registry::new(&args.input.registry.registry_config()?)?;
     let decoder = Decoder::new(registry.into());
     let group = format!("bank-view-{}", uuid::Uuid::new_v4());
     let consumer: StreamConsumer =
-        bank_runtime::kafka::manual_commit_consumer_config(&args.source.kafka, &group)?
+        bank_plumbing::kafka::manual_commit_consumer_config(&args.input.kafka, &group)?
             .create()
             .context("creating the Kafka consumer")?;
     assign(&consumer, &topic, args.from)?;
-    let stop = bank_runtime::shutdown::Stop::new();
+    let stop = bank_plumbing::shutdown::Stop::new();
     stop.on_signal();
 
     let result = stream_rows(&consumer, &decoder, &mut query, &args, &stop).await;
-    bank_runtime::kafka::close_consumer(consumer, Duration::from_secs(10)).await;
+    bank_plumbing::kafka::close_consumer(consumer, Duration::from_secs(10)).await;
     match result.and_then(|()| Ok(query.printer.footer()?)) {
         Err(error) if is_broken_pipe(&error) => Ok(()),
         other => other,
@@ -138,7 +138,7 @@ async fn stream_rows(
     decoder: &Decoder,
     query: &mut Query,
     args: &ViewArgs,
-    stop: &bank_runtime::shutdown::Stop,
+    stop: &bank_plumbing::shutdown::Stop,
 ) -> anyhow::Result<()> {
     query.printer.header()?;
     let idle = args.idle_timeout_secs.map(Duration::from_secs);

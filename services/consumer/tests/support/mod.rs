@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bank_contract::pb::{Customer, Transaction, TransactionKind};
 use bank_contract::{Event, Registry, RegistryConfig, wire};
-use bank_runtime::shutdown::Stop;
+use bank_plumbing::shutdown::Stop;
 use clap::Parser;
 
 // Each test binary uses its own subset.
@@ -363,6 +363,11 @@ impl RawProducer {
             .await;
     }
 
+    /// The bytes [`RawProducer::transaction`] sends for `tx`.
+    pub fn framed_transaction(&self, tx: &Transaction) -> Vec<u8> {
+        wire::frame(self.tx_schema, tx)
+    }
+
     pub async fn transaction(&self, tx: &Transaction) {
         let bytes = wire::frame(self.tx_schema, tx);
         self.raw(&self.topics_tx.clone(), tx.key(), &bytes).await;
@@ -562,6 +567,8 @@ pub struct Letter {
     /// `dlq.truncated.original-bytes`, when the value had to be cut.
     pub truncated: String,
     pub value_bytes: usize,
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
 }
 
 /// Reads `count` dead letters of both topics (bounded wait), sorted.
@@ -605,6 +612,8 @@ pub async fn read_dead_letters(topics: &Topics, count: usize) -> Vec<Letter> {
             code: header("dlq.error.code"),
             truncated: header("dlq.truncated.original-bytes"),
             value_bytes: message.payload().map_or(0, <[u8]>::len),
+            key: message.key().unwrap_or_default().to_vec(),
+            value: message.payload().unwrap_or_default().to_vec(),
         });
     }
     letters.sort();

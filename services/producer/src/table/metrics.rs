@@ -61,7 +61,7 @@ impl SourceMetrics {
     pub async fn serve(
         &self,
         addr: SocketAddr,
-        stop: bank_runtime::shutdown::Stop,
+        stop: bank_plumbing::shutdown::Stop,
     ) -> anyhow::Result<SocketAddr> {
         let registry = Arc::new(self.register());
         let app = Router::new()

@@ -27,7 +27,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use bank_runtime::shutdown::Stop;
+use bank_plumbing::shutdown::Stop;
 use bank_storage::connect::Backend;
 use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult, Statement, Value};
 

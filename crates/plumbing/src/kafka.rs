@@ -212,7 +212,7 @@ mod tests {
 
     #[test]
     fn file_then_flags_and_secrets_hidden() {
-        let dir = std::env::temp_dir().join(format!("bank-runtime-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("bank-plumbing-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("client.properties");
         std::fs::write(

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bank_contract::pb::{Customer, Transaction, TransactionKind};
 use bank_contract::{Decoder, Event, Registry, RegistryConfig, wire};
-use bank_runtime::kafka::{KafkaArgs, idempotent_producer_config, manual_commit_consumer_config};
+use bank_plumbing::kafka::{KafkaArgs, idempotent_producer_config, manual_commit_consumer_config};
 use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -114,7 +114,7 @@ async fn events_round_trip_through_kafka_and_the_registry() {
         }
     }
     assert!(
-        bank_runtime::kafka::close_consumer(consumer, Duration::from_secs(30)).await,
+        bank_plumbing::kafka::close_consumer(consumer, Duration::from_secs(30)).await,
         "consumer closes within 30 s"
     );
     assert_eq!(got_customer.unwrap(), customer);
