@@ -168,7 +168,11 @@ impl DeadLetters {
                 }
                 other => other,
             }
-            .map_err(|error| classify(error, &letter.record))
+            .map_err(|error| {
+                let record = &letter.record;
+                let at = position_of(&record.topic, record.partition, record.offset);
+                classify(error, format!("dead-lettering {at}"))
+            })
         });
         try_join_all(sends).await?;
         Ok(())
@@ -242,19 +246,16 @@ fn refetch_blocking(
     config: &ClientConfig,
     wanted: &[(Arc<str>, i32, i64)],
 ) -> Result<Vec<Option<Record>>, DeadLetterError> {
-    let transient = |what: &str, error: KafkaError| {
-        DeadLetterError::Transient(anyhow::Error::new(error).context(what.to_owned()))
-    };
     let consumer: BaseConsumer = config
         .create()
-        .map_err(|e| transient("creating the refetch consumer", e))?;
+        .map_err(|e| classify(e, "creating the refetch consumer".into()))?;
     let mut found = Vec::with_capacity(wanted.len());
     for (topic, partition, offset) in wanted {
-        let at = format!("{topic}[{partition}]@{offset}");
+        let at = position_of(topic, *partition, *offset);
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))
             .and_then(|()| consumer.assign(&tpl))
-            .map_err(|e| transient(&format!("reading {at} back"), e))?;
+            .map_err(|e| classify(e, format!("reading {at} back")))?;
         let deadline = Instant::now() + REFETCH_TIMEOUT;
         let record = loop {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
@@ -275,7 +276,7 @@ fn refetch_blocking(
                     }
                 }
                 Some(Err(KafkaError::PartitionEOF(_))) => break None,
-                Some(Err(error)) => return Err(transient(&format!("reading {at} back"), error)),
+                Some(Err(error)) => return Err(classify(error, format!("reading {at} back"))),
                 Some(Ok(_)) | None => {}
             }
         };
@@ -284,16 +285,57 @@ fn refetch_blocking(
     Ok(found)
 }
 
-fn classify(error: KafkaError, record: &Record) -> DeadLetterError {
-    let at = format!("{}[{}]@{}", record.topic, record.partition, record.offset);
+/// Whether a Kafka error met while `doing` something for a letter is worth retrying: not being
+/// authorized is not (the role stops, loudly), anything else may pass (broker down, timeouts).
+fn classify(error: KafkaError, doing: String) -> DeadLetterError {
     match error.rdkafka_error_code() {
         Some(
             RDKafkaErrorCode::TopicAuthorizationFailed
             | RDKafkaErrorCode::ClusterAuthorizationFailed
+            | RDKafkaErrorCode::GroupAuthorizationFailed
             | RDKafkaErrorCode::TransactionalIdAuthorizationFailed,
-        ) => DeadLetterError::Fatal(format!("dead-lettering {at}: {error}")),
-        _ => DeadLetterError::Transient(
-            anyhow::Error::new(error).context(format!("dead-lettering {at}")),
-        ),
+        ) => DeadLetterError::Fatal(format!("{doing}: {error}")),
+        _ => DeadLetterError::Transient(anyhow::Error::new(error).context(doing)),
+    }
+}
+
+/// `topic[partition]@offset`, how letters name a record in errors.
+fn position_of(topic: &str, partition: i32, offset: i64) -> String {
+    format!("{topic}[{partition}]@{offset}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_authorization_failures_are_fatal() {
+        for code in [
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+            RDKafkaErrorCode::ClusterAuthorizationFailed,
+            RDKafkaErrorCode::GroupAuthorizationFailed,
+        ] {
+            for error in [
+                KafkaError::MessageConsumption(code),
+                KafkaError::MessageProduction(code),
+            ] {
+                let classified = classify(error, "reading t[0]@7 back".into());
+                assert!(
+                    matches!(&classified, DeadLetterError::Fatal(m) if m.starts_with("reading t[0]@7 back: ")),
+                    "{code:?}: {classified:?}"
+                );
+            }
+        }
+        for error in [
+            KafkaError::MessageConsumption(RDKafkaErrorCode::BrokerTransportFailure),
+            KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut),
+            KafkaError::MessageConsumption(RDKafkaErrorCode::OffsetOutOfRange),
+        ] {
+            let classified = classify(error, "dead-lettering t[0]@7".into());
+            assert!(
+                matches!(&classified, DeadLetterError::Transient(e) if format!("{e:#}").starts_with("dead-lettering t[0]@7: ")),
+                "{classified:?}"
+            );
+        }
     }
 }

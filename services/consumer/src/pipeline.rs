@@ -1012,7 +1012,7 @@ impl Front {
         let give_up = |started: Instant| {
             (finishing && started.elapsed() >= GRACE) || (!finishing && reseek.current() != current)
         };
-        let (decoded, poison) = loop {
+        let (mut decoded, poison) = loop {
             match self
                 .decode(&records, to_writer.channels.len(), generation)
                 .await
@@ -1043,8 +1043,9 @@ impl Front {
                 }
             }
         }
+        // The batch's and the letters' shares of the records go first: a position can let its
+        // record's bytes go only once it holds the last share.
         drop((records, poison));
-        let mut decoded = decoded;
         decoded.iter_mut().for_each(Decoded::release_records);
         to_writer.send(decoded).await
     }

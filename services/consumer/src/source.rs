@@ -85,7 +85,8 @@ impl Record {
         }
     }
 
-    /// A message read outside the group consumer (see [`crate::dead_letter::DeadLetters::refetch`]).
+    /// A message's topic, position, key, value, headers and timestamp, copied out of librdkafka;
+    /// the rest is the group consumer's to fill in (see `accept`).
     pub fn of_message(topic: Arc<str>, message: &BorrowedMessage<'_>) -> Record {
         Record {
             key: message.key().map(<[u8]>::to_vec),
@@ -509,17 +510,10 @@ impl SourceContext {
         *position = Some(offset + 1);
         let from_seek = !state.sought.is_empty() && state.sought.remove(&key);
         let record = Record {
-            topic: state.topic_name(&key.0),
-            partition: key.1,
-            offset,
-            key: message.key().map(<[u8]>::to_vec),
-            payload: message.payload().map(<[u8]>::to_vec),
-            headers: headers_of(message),
-            timestamp_ms: message.timestamp().to_millis(),
             expected,
             from_seek,
             generation: state.generation,
-            budget: None,
+            ..Record::of_message(state.topic_name(&key.0), message)
         };
         self.note_first_topic_progress(consumer, &mut state, &key, offset);
         state.pending.push_back(record);
