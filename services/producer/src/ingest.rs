@@ -20,7 +20,7 @@ use crate::cli::CsvArgs;
 use crate::output::Output;
 use crate::publisher::Publisher;
 use crate::report;
-use bank_csv::rows::{Columns, clean_row};
+use bank_csv::rows::{Columns, RowRules, clean_row};
 
 const FLUSH_LIMIT: Duration = Duration::from_secs(120);
 
@@ -37,8 +37,7 @@ pub async fn run(args: CsvArgs) -> anyhow::Result<()> {
         .rejects
         .clone()
         .unwrap_or_else(|| default_rejects_path(&args.input));
-    let (mut reader, columns) = open(&args)?;
-    let rules = args.row_rules();
+    let (reader, columns) = open(&args)?;
     let stop = Stop::new();
     // Before the registry and Kafka are reached: a stop while they are slow to answer exits 0.
     stop.on_signal();
@@ -49,94 +48,121 @@ pub async fn run(args: CsvArgs) -> anyhow::Result<()> {
             return Ok(());
         }
     };
+    let mut rows = Rows {
+        reader,
+        columns,
+        rules: args.row_rules(),
+        input: args.input.clone(),
+        rejects: Rejects::create(&rejects_path)?,
+        record: ByteRecord::new(),
+        counts: RowCounts::default(),
+    };
     let chunk_size = args.chunk_size.max(1);
-    let silent = args.silent;
-    let input = args.input.clone();
-
+    let mut output = Output::new(args.silent, None);
     let (publisher, counts) =
         tokio::task::spawn_blocking(move || -> anyhow::Result<(Publisher, RowCounts)> {
             let mut publisher = publisher;
-            let mut rejects = Rejects::create(&rejects_path)?;
-            let mut output = Output::new(silent, None);
             let mut announced: HashSet<String> = HashSet::new();
-            let mut counts = RowCounts::default();
-            let mut record = ByteRecord::new();
             let mut chunk: Vec<Transaction> = Vec::with_capacity(chunk_size);
             let mut more = true;
             while more && !stop.is_requested() {
-                chunk.clear();
-                while chunk.len() < chunk_size {
-                    if !reader
-                        .read_byte_record(&mut record)
-                        .with_context(|| format!("reading {}", input.display()))?
-                    {
-                        more = false;
-                        break;
-                    }
-                    counts.read += 1;
-                    let line = record.position().map(|p| p.line()).unwrap_or_default();
-                    let cleaned = StringRecord::from_byte_record(record.clone())
-                        .map_err(|e| {
-                            format!("field {} is not valid UTF-8", e.utf8_error().field() + 1)
-                        })
-                        .and_then(|row| clean_row(&row, line, &columns, &rules));
-                    match cleaned {
-                        Ok(tx) => chunk.push(tx),
-                        Err(reason) => {
-                            counts.rejected += 1;
-                            rejects.write(line, &record, &reason)?;
-                        }
-                    }
-                }
-                let newcomers: Vec<Customer> = chunk
-                    .iter()
-                    .filter(|tx| announced.insert(tx.account_number.clone()))
-                    .map(unknown_customer)
-                    .collect();
-                if !newcomers.is_empty() {
-                    for customer in &newcomers {
-                        publisher.publish_customer(customer)?;
-                        output.customer(customer);
-                    }
-                    publisher
-                        .flush(FLUSH_LIMIT)
-                        .context("delivering the customers")?;
-                }
-                for tx in &chunk {
-                    publisher.publish_transaction(tx)?;
-                    output.transaction(tx);
-                    counts.sent += 1;
-                }
+                more = rows.read_chunk(&mut chunk, chunk_size)?;
+                send_chunk(&mut publisher, &mut output, &mut announced, &chunk)?;
+                rows.counts.sent += chunk.len() as u64;
             }
             let flushed = publisher.flush(FLUSH_LIMIT);
             output.finish();
-            rejects.finish()?;
+            rows.rejects.finish()?;
             flushed?;
-            Ok((publisher, counts))
+            Ok((publisher, rows.counts))
         })
         .await
         .context("the ingest loop panicked")??;
 
+    let rejected_to = if counts.rejected > 0 {
+        format!(" (see {})", rejects_path.display())
+    } else {
+        String::new()
+    };
     eprintln!(
-        "rows: read {} sent {} rejected {}{}",
-        counts.read,
-        counts.sent,
-        counts.rejected,
-        if counts.rejected > 0 {
-            format!(
-                " (see {})",
-                args.rejects
-                    .clone()
-                    .unwrap_or_else(|| default_rejects_path(&args.input))
-                    .display()
-            )
-        } else {
-            String::new()
-        }
+        "rows: read {} sent {} rejected {}{rejected_to}",
+        counts.read, counts.sent, counts.rejected
     );
     report::finish(&publisher, args.manifest.as_deref())?;
     if counts.rejected > 0 {
         bail!("{} rows were rejected", counts.rejected);
+    }
+    Ok(())
+}
+
+/// The input being read, cleaned row by row; rejected rows go to the rejects file.
+struct Rows {
+    reader: csv::Reader<Box<dyn Read + Send>>,
+    columns: Columns,
+    rules: RowRules,
+    input: PathBuf,
+    rejects: Rejects,
+    /// Reused for every row.
+    record: ByteRecord,
+    counts: RowCounts,
+}
+
+impl Rows {
+    /// Fills `chunk` (emptied first) with up to `size` cleaned transactions; false once the
+    /// input has ended.
+    fn read_chunk(&mut self, chunk: &mut Vec<Transaction>, size: usize) -> anyhow::Result<bool> {
+        chunk.clear();
+        while chunk.len() < size {
+            if !self
+                .reader
+                .read_byte_record(&mut self.record)
+                .with_context(|| format!("reading {}", self.input.display()))?
+            {
+                return Ok(false);
+            }
+            self.counts.read += 1;
+            let line = self.record.position().map(|p| p.line()).unwrap_or_default();
+            let cleaned = StringRecord::from_byte_record(self.record.clone())
+                .map_err(|e| format!("field {} is not valid UTF-8", e.utf8_error().field() + 1))
+                .and_then(|row| clean_row(&row, line, &self.columns, &self.rules));
+            match cleaned {
+                Ok(tx) => chunk.push(tx),
+                Err(reason) => {
+                    self.counts.rejected += 1;
+                    self.rejects.write(line, &self.record, &reason)?;
+                }
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Sends a chunk: first a `Customer` for each account not announced before, waiting until
+/// those are acknowledged (a customer lands before its first transaction), then the
+/// transactions.
+fn send_chunk(
+    publisher: &mut Publisher,
+    output: &mut Output,
+    announced: &mut HashSet<String>,
+    chunk: &[Transaction],
+) -> anyhow::Result<()> {
+    let newcomers: Vec<Customer> = chunk
+        .iter()
+        .filter(|tx| announced.insert(tx.account_number.clone()))
+        .map(unknown_customer)
+        .collect();
+    if !newcomers.is_empty() {
+        for customer in &newcomers {
+            publisher.publish_customer(customer)?;
+            output.customer(customer);
+        }
+        publisher
+            .flush(FLUSH_LIMIT)
+            .context("delivering the customers")?;
+    }
+    for tx in chunk {
+        publisher.publish_transaction(tx)?;
+        output.transaction(tx);
     }
     Ok(())
 }
