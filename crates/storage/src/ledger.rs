@@ -459,57 +459,84 @@ async fn post(
     applied: &mut Applied,
 ) -> Result<(), ApplyError> {
     let mut unique = first_copies(to_insert, applied);
-    // An id parked earlier for an account still without customer is taken: the later copy is a
-    // duplicate (or a conflict), not a second movement. Looked up only when anything is parked.
-    if parked_any(txn).await? {
-        let ids: Vec<String> = unique
-            .iter()
-            .filter(|(_, origin)| origin.is_some())
-            .map(|(r, _)| r.transaction_id.clone())
-            .collect();
-        let parked = stored_movements(txn, "parked_transactions", &ids).await?;
-        if !parked.is_empty() {
-            unique.retain(
-                |(row, origin)| match (origin, parked.get(&row.transaction_id)) {
-                    (Some(index), Some(known)) => {
-                        applied.duplicates += 1;
-                        applied
-                            .refused
-                            .extend(conflict(*index, known, row, "the parking lot"));
-                        false
-                    }
-                    _ => true,
-                },
-            );
-        }
-    }
+    drop_parked_copies(txn, &mut unique, applied).await?;
     let inserted = insert_transactions(txn, &unique).await?;
-    let skipped: Vec<&Candidate<'_>> = unique
-        .iter()
-        .zip(&inserted)
-        .filter_map(|(row, new)| (!new).then_some(row))
-        .collect();
+    let (posted, skipped): (Vec<_>, Vec<_>) =
+        unique.iter().zip(&inserted).partition(|(_, new)| **new);
+    let skipped: Vec<&Candidate<'_>> = skipped.into_iter().map(|(row, _)| row).collect();
     applied.duplicates += skipped.len() as u64;
-    if !skipped.is_empty() {
-        let ids: Vec<String> = skipped
-            .iter()
-            .map(|(r, _)| r.transaction_id.clone())
-            .collect();
-        let stored = stored_movements(txn, "transactions", &ids).await?;
-        for (row, origin) in skipped {
-            if let (Some(index), Some(known)) = (origin, stored.get(&row.transaction_id))
-                && let Some(refusal) = conflict(*index, known, row, "the ledger")
-            {
-                applied.refused.push(refusal);
+    refuse_conflicting(txn, &skipped, applied).await?;
+    let posted: Vec<&Candidate<'_>> = posted.into_iter().map(|(row, _)| row).collect();
+    move_and_record(txn, posted, applied).await
+}
+
+/// Drops from `unique` the batch's copies of ids parked earlier for an account still without
+/// customer: the parked one is taken, so a later copy is a duplicate (or a conflict), not a
+/// second movement. Looked up only when anything is parked.
+async fn drop_parked_copies(
+    txn: &DatabaseTransaction,
+    unique: &mut Vec<Candidate<'_>>,
+    applied: &mut Applied,
+) -> Result<(), DbErr> {
+    if !parked_any(txn).await? {
+        return Ok(());
+    }
+    let ids: Vec<String> = unique
+        .iter()
+        .filter(|(_, origin)| origin.is_some())
+        .map(|(r, _)| r.transaction_id.clone())
+        .collect();
+    let parked = stored_movements(txn, "parked_transactions", &ids).await?;
+    if parked.is_empty() {
+        return Ok(());
+    }
+    unique.retain(
+        |(row, origin)| match (origin, parked.get(&row.transaction_id)) {
+            (Some(index), Some(known)) => {
+                applied.duplicates += 1;
+                applied
+                    .refused
+                    .extend(conflict(*index, known, row, "the parking lot"));
+                false
             }
+            _ => true,
+        },
+    );
+    Ok(())
+}
+
+/// Refuses, among rows whose id the ledger already held, those whose movement differs from
+/// the stored one; the others were plain redeliveries.
+async fn refuse_conflicting(
+    txn: &DatabaseTransaction,
+    skipped: &[&Candidate<'_>],
+    applied: &mut Applied,
+) -> Result<(), DbErr> {
+    if skipped.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<String> = skipped
+        .iter()
+        .map(|(r, _)| r.transaction_id.clone())
+        .collect();
+    let stored = stored_movements(txn, "transactions", &ids).await?;
+    for (row, origin) in skipped {
+        if let (Some(index), Some(known)) = (origin, stored.get(&row.transaction_id))
+            && let Some(refusal) = conflict(*index, known, row, "the ledger")
+        {
+            applied.refused.push(refusal);
         }
     }
-    let posted: Vec<&Candidate<'_>> = unique
-        .iter()
-        .zip(&inserted)
-        .filter_map(|(row, new)| new.then_some(row))
-        .collect();
+    Ok(())
+}
 
+/// Moves each account's balance by its `posted` rows and records every posting with the
+/// balance right after it, in order.
+async fn move_and_record(
+    txn: &DatabaseTransaction,
+    posted: Vec<&Candidate<'_>>,
+    applied: &mut Applied,
+) -> Result<(), ApplyError> {
     // Widened, then checked: a batch's delta for one account may not fit 64 bits even when
     // every amount is within the contract's limit.
     let mut deltas: BTreeMap<&str, (i128, i64)> = BTreeMap::new();
