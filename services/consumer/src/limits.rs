@@ -70,19 +70,7 @@ pub async fn run(args: LimitsArgs) -> anyhow::Result<()> {
         money::parse_cents(&args.limit).map_err(|e| anyhow::anyhow!("--limit: {e}"))?;
     let book: Book<Balances> = Book::open(&args.database_url, &args.group).await?;
     let mut frame = crate::role::Analytics::new();
-    let breaches_gauge: Gauge = Gauge::default();
-    let alerts_counter: Family<AlertLabel, Counter> = Family::default();
-    let bank = frame.registry.sub_registry_with_prefix("bank");
-    bank.register(
-        "limit_breaches",
-        "Accounts at or below the limit, of the partitions this instance has read",
-        breaches_gauge.clone(),
-    );
-    bank.register(
-        "limit_alerts",
-        "Alerts produced, by kind",
-        alerts_counter.clone(),
-    );
+    let (breaches_gauge, alerts_counter) = register_metrics(&mut frame);
 
     let schema_registry = Arc::new(Registry::new(&args.input.registry.registry_config()?)?);
     let alert_schema = schema_registry
@@ -108,21 +96,12 @@ pub async fn run(args: LimitsArgs) -> anyhow::Result<()> {
         limit: money::format_cents(limit_cents),
         accounts: Vec::new(),
     }));
-    let routes = {
-        let published = published.clone();
-        axum::Router::new().route(
-            "/breaches",
-            get(move || {
-                let current = published.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                async move { axum::Json(current) }
-            }),
-        )
-    };
+    let routes = breaches_route(published.clone());
 
     let mut producer_config = bank_plumbing::kafka::idempotent_producer_config(&args.input.kafka)?;
     producer_config.set("message.timeout.ms", "30000");
     let offsets = Box::new(book.offsets());
-    let sink = LimitsSink {
+    let mut sink = LimitsSink {
         breached: breaches(book.states().map(|(_, part)| part), limit_cents),
         book,
         limit_cents,
@@ -140,7 +119,6 @@ pub async fn run(args: LimitsArgs) -> anyhow::Result<()> {
         breaches_gauge,
         alerts_counter,
     };
-    let mut sink = sink;
     sink.refresh_breaches().await;
     frame
         .run(
@@ -152,6 +130,35 @@ pub async fn run(args: LimitsArgs) -> anyhow::Result<()> {
             sink,
         )
         .await
+}
+
+/// The watcher's own metrics: the breaches it sees and the alerts it sent.
+fn register_metrics(frame: &mut crate::role::Analytics) -> (Gauge, Family<AlertLabel, Counter>) {
+    let breaches_gauge: Gauge = Gauge::default();
+    let alerts_counter: Family<AlertLabel, Counter> = Family::default();
+    let bank = frame.registry.sub_registry_with_prefix("bank");
+    bank.register(
+        "limit_breaches",
+        "Accounts at or below the limit, of the partitions this instance has read",
+        breaches_gauge.clone(),
+    );
+    bank.register(
+        "limit_alerts",
+        "Alerts produced, by kind",
+        alerts_counter.clone(),
+    );
+    (breaches_gauge, alerts_counter)
+}
+
+/// `GET /breaches`: the group's breaches as last published.
+fn breaches_route(published: Arc<Mutex<Breaches>>) -> axum::Router {
+    axum::Router::new().route(
+        "/breaches",
+        get(move || {
+            let current = published.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            async move { axum::Json(current) }
+        }),
+    )
 }
 
 /// Accounts of these partitions at or below the limit.
