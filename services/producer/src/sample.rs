@@ -39,7 +39,23 @@ pub async fn run(args: SampleArgs) -> anyhow::Result<()> {
         .create()
         .context("creating the Kafka producer")?;
 
-    let now = chrono::Utc::now();
+    let (customer, transaction) = sample_events(chrono::Utc::now());
+    // Customer first: the contract promises an account's customer precedes its transactions.
+    send(&producer, &dest.customers_topic, customer_schema, &customer).await?;
+    send(
+        &producer,
+        &dest.transactions_topic,
+        transaction_schema,
+        &transaction,
+    )
+    .await?;
+
+    print_sent(args.json, dest, &customer, &transaction);
+    Ok(())
+}
+
+/// A customer with a fresh account number and one deposit to it, both stamped `now`.
+fn sample_events(now: chrono::DateTime<chrono::Utc>) -> (Customer, Transaction) {
     let at = prost_types::Timestamp {
         seconds: now.timestamp(),
         nanos: now.timestamp_subsec_millis() as i32 * 1_000_000,
@@ -65,25 +81,24 @@ pub async fn run(args: SampleArgs) -> anyhow::Result<()> {
         branch_id: 1,
         description: "sample deposit".into(),
     };
+    (customer, transaction)
+}
 
-    // Customer first: the contract promises an account's customer precedes its transactions.
-    send(&producer, &dest.customers_topic, customer_schema, &customer).await?;
-    send(
-        &producer,
-        &dest.transactions_topic,
-        transaction_schema,
-        &transaction,
-    )
-    .await?;
-
-    if args.json {
+/// What was sent, as JSON lines (`--json`) or as two sentences.
+fn print_sent(
+    json_lines: bool,
+    dest: &crate::cli::Destination,
+    customer: &Customer,
+    transaction: &Transaction,
+) {
+    if json_lines {
         println!(
             "{}",
-            serde_json::json!({"topic": dest.customers_topic, "value": json::customer(&customer)})
+            serde_json::json!({"topic": dest.customers_topic, "value": json::customer(customer)})
         );
         println!(
             "{}",
-            serde_json::json!({"topic": dest.transactions_topic, "value": json::transaction(&transaction)})
+            serde_json::json!({"topic": dest.transactions_topic, "value": json::transaction(transaction)})
         );
     } else {
         println!(
@@ -93,13 +108,12 @@ pub async fn run(args: SampleArgs) -> anyhow::Result<()> {
         println!(
             "sent transaction {} {} {} on {} to {}",
             transaction.transaction_id,
-            money::format_cents(money::signed_amount_cents(&transaction).unwrap_or_default()),
+            money::format_cents(money::signed_amount_cents(transaction).unwrap_or_default()),
             transaction.currency,
             transaction.account_number,
             dest.transactions_topic
         );
     }
-    Ok(())
 }
 
 async fn send<E: Event>(
