@@ -68,19 +68,7 @@ pub async fn run(args: TableArgs) -> anyhow::Result<()> {
             .clone()
             .unwrap_or_else(|| PathBuf::from(format!("{}.position.json", args.table))),
     );
-    let mut position = file.load(
-        &args.table,
-        &args.timestamp_column,
-        &args.incrementing_column,
-    )?;
-    match &position {
-        Some(p) => {
-            tracing::info!(table = %args.table, id = p.id, "resuming after the stored position")
-        }
-        None => {
-            tracing::info!(table = %args.table, "no stored position: initial load of every row")
-        }
-    }
+    let mut position = load_position(&args, &file)?;
     let stop = Stop::new();
     stop.on_signal();
     let metrics = SourceMetrics::default();
@@ -108,15 +96,7 @@ pub async fn run(args: TableArgs) -> anyhow::Result<()> {
                 .context("delivering the batch")?;
             metrics.published.inc_by(sent);
             rejects.flush()?;
-            let published = position.as_ref().map_or(0, |p| p.published) + sent;
-            let next = Position {
-                table: args.table.clone(),
-                timestamp_column: args.timestamp_column.clone(),
-                incrementing_column: args.incrementing_column.clone(),
-                timestamp: last.mark.clone(),
-                id: last.id,
-                published,
-            };
+            let next = next_position(&args, position.as_ref(), last, sent);
             file.store(&next)?;
             metrics.position_id.set(next.id);
             position = Some(next);
@@ -146,6 +126,42 @@ pub async fn run(args: TableArgs) -> anyhow::Result<()> {
         file.path().display()
     );
     crate::report::finish(&publisher, None)
+}
+
+/// The stored position to resume after, if any (none: the initial load of every row).
+fn load_position(args: &TableArgs, file: &PositionFile) -> anyhow::Result<Option<Position>> {
+    let position = file.load(
+        &args.table,
+        &args.timestamp_column,
+        &args.incrementing_column,
+    )?;
+    match &position {
+        Some(p) => {
+            tracing::info!(table = %args.table, id = p.id, "resuming after the stored position")
+        }
+        None => {
+            tracing::info!(table = %args.table, "no stored position: initial load of every row")
+        }
+    }
+    Ok(position)
+}
+
+/// The position after a delivered batch whose last row is `last` and of which `sent` rows
+/// were published.
+fn next_position(
+    args: &TableArgs,
+    previous: Option<&Position>,
+    last: &Read,
+    sent: u64,
+) -> Position {
+    Position {
+        table: args.table.clone(),
+        timestamp_column: args.timestamp_column.clone(),
+        incrementing_column: args.incrementing_column.clone(),
+        timestamp: last.mark.clone(),
+        id: last.id,
+        published: previous.map_or(0, |p| p.published) + sent,
+    }
 }
 
 /// Publishes a batch's events; rejected rows go to the rejects log. Returns rows sent.
