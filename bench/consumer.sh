@@ -12,7 +12,9 @@
 #    through the same ledger; its peak RSS must stay within 20% of step 2's (the byte budget
 #    of batches and of records in flight, --max-batch-bytes, is what bounds it).
 # Prints rows/s for each, the ratios, the consumer's peak RSS, and the CPU seconds spent by
-# the consumer and by PostgreSQL (what limits it). Targets: >= 100,000 rows/s, >= 30% of COPY.
+# the consumer and by PostgreSQL (what limits it), and the ledger's rate once running (from the
+# first rows committed: without process start, group join and customers, as bench-peers counts
+# it). Targets: >= 85% of COPY (performance issue), peak RSS <= 64 MiB, 8 KiB within 20%.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -67,10 +69,15 @@ ledger_run() {
     --database-url "$PG/$db" --http-addr 127.0.0.1:0 "${tuning[@]}" "$@" \
     >"$work/$name.out" 2>"$work/$name.err" &
   local pid=$!
-  local deadline=$((SECONDS + 900)) committed=0
+  local deadline=$((SECONDS + 900)) committed=0 first_at="" first_n=0
   while ((committed < N)); do
     sleep 0.2
     committed="$("$poll_psql" "$PG/$db?sslmode=disable" -qAtX -c "SELECT COALESCE(SUM(next_offset), 0) FROM consumer_offsets WHERE topic = '$topics.transactions'" 2>/dev/null || echo 0)"
+    # "Once running": from the first poll that sees rows committed, past the start-up (process
+    # start, group join, the customers), as bench-peers counts it.
+    if [[ -z "$first_at" ]] && ((committed > 0)); then
+      first_at="$(date +%s.%N)" first_n="$committed"
+    fi
     ((SECONDS < deadline)) || { echo "timed out at $committed of $N" >&2; kill "$pid"; return 1; }
     kill -0 "$pid" 2>/dev/null || { echo "ledger exited early" >&2; cat "$work/$name.err" >&2; return 1; }
   done
@@ -84,12 +91,16 @@ ledger_run() {
   [[ "$rows" == "$N" ]] || { echo "expected $N rows, found $rows" >&2; return 1; }
   awk -v n="$N" -v s="$start" -v e="$end" -v rss="$rss" -v c="$consumer_cpu" -v p0="$pg_before" -v p1="$pg_after" -v name="$name" \
     'BEGIN { t = e - s; printf "%-26s %9.0f rows/s  (%.2f s, peak RSS %d MiB, CPU: consumer %.1f s, postgres %.1f s)\n", name, n / t, t, rss / 1024, c, p1 - p0; print n / t > "/dev/stderr" }' 2>"$work/$name.rate"
+  # Once running; the start-up is 0 when the first poll already saw every row.
+  awk -v n="$N" -v f="$first_n" -v s="$first_at" -v e="$end" \
+    'BEGIN { t = e - s; print (t > 0 && n > f) ? (n - f) / t : 0 }' >"$work/$name.steady"
   LAST_DB="$db"
 }
 
 echo "== consumer ledger, tuple log on (to a file), ${tuning[*]:-default batch size and writers}"
 ledger_run "ledger_tuple_log" --tuple-log "$work/tuples.log"
 with_log="$(cat "$work/ledger_tuple_log.rate")"
+with_log_steady="$(cat "$work/ledger_tuple_log.steady")"
 echo "   tuple log: $(wc -l <"$work/tuples.log") lines"
 echo "== consumer ledger, --no-tuple-log"
 ledger_run "ledger_no_log" --no-tuple-log
@@ -127,8 +138,9 @@ awk -v o="$ordinary_rss" -v l="$large_rss" 'BEGIN {
   printf "peak RSS, ordinary records    %4d MiB (target: <= 64 MiB at full throughput)\n", o / 1024
   printf "peak RSS, 8 KiB descriptions %4d MiB vs %d MiB with ordinary ones: %+.1f%% (target: within 20%%)\n", l / 1024, o / 1024, 100 * (l - o) / o
 }'
-awk -v a="$with_log" -v b="$without_log" -v c="$copy_rate" -v d="$copy_bare_rate" 'BEGIN {
-  printf "ledger (tuple log on)      %9.0f rows/s   %5.1f%% of COPY   (targets: >= 100000 rows/s, >= 30%%)\n", a, 100 * a / c
+awk -v a="$with_log" -v b="$without_log" -v c="$copy_rate" -v d="$copy_bare_rate" -v r="$with_log_steady" 'BEGIN {
+  printf "ledger (tuple log on)      %9.0f rows/s   %5.1f%% of COPY   (from process start; target: >= 85%%)\n", a, 100 * a / c
+  printf "  once running             %9.0f rows/s   %5.1f%% of COPY   (from the first rows committed)\n", r, 100 * r / c
   printf "ledger (tuple log off)     %9.0f rows/s   %5.1f%% of COPY   tuple log costs %.1f%%\n", b, 100 * b / c, 100 * (1 - a / b)
   printf "COPY (same table)          %9.0f rows/s\n", c
   printf "COPY (no foreign key)      %9.0f rows/s   ledger with tuple log = %.1f%% of it\n", d, 100 * a / d
