@@ -770,13 +770,24 @@ impl Writer {
         stopping_since: &mut Option<Instant>,
     ) -> Result<bool, String> {
         let mut backoff = Backoff::default();
+        // Built (and read back from Kafka) once: a failed send is retried with the same letters.
+        let mut built: Option<Vec<DeadLetter>> = None;
         let letters = loop {
-            let error = match refused_letters(decoded, &refusals, &self.dead_letters).await {
-                Ok(letters) => match self.dead_letters.send_all(&letters).await {
-                    Ok(()) => break letters,
+            let error = match built.take() {
+                None => match refused_letters(decoded, &refusals, &self.dead_letters).await {
+                    Ok(letters) => {
+                        built = Some(letters);
+                        continue;
+                    }
                     Err(error) => error,
                 },
-                Err(error) => error,
+                Some(letters) => match self.dead_letters.send_all(&letters).await {
+                    Ok(()) => break letters,
+                    Err(error) => {
+                        built = Some(letters);
+                        error
+                    }
+                },
             };
             if let DeadLetterError::Fatal(why) = error {
                 return Err(why);

@@ -532,7 +532,7 @@ fn positions(
 
 /// A message's headers, read without rdkafka's accessor, which panics on a header name that is
 /// not UTF-8 (any client can write one).
-pub(crate) fn headers_of(message: &BorrowedMessage<'_>) -> Vec<(String, Option<Vec<u8>>)> {
+fn headers_of(message: &BorrowedMessage<'_>) -> Vec<(String, Option<Vec<u8>>)> {
     use rdkafka::bindings as rd;
     let mut headers = Vec::new();
     // SAFETY: `message` is alive for the whole block and owns its header list; librdkafka
